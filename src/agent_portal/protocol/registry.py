@@ -134,5 +134,5 @@ def json_schema() -> dict[str, Any]:
         },
         "x-server-events": {name: model.__name__ for name, model in SERVER_EVENTS.items()},
         "x-project-events": sorted(PROJECT_EVENTS),
-        "x-monitoring-events": sorted(MONITORING_PROJECT_EVENTS) + ["system_metrics"],
+        "x-monitoring-events": [*sorted(MONITORING_PROJECT_EVENTS), "system_metrics"],
     }
