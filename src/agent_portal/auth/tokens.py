@@ -1,0 +1,76 @@
+"""Signed access tokens (JWT, HS256) with the claims of decisions §2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast, get_args
+
+import jwt
+
+from agent_portal.auth.policy import Permission, Principal, principal_for
+from agent_portal.errors import AuthenticationError
+from agent_portal.protocol.common import Role
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+class TokenService:
+    def __init__(self, secret: str) -> None:
+        if len(secret) < 32:
+            raise ValueError("the token secret must be at least 32 characters")
+        self._secret = secret
+
+    def issue(
+        self, user_id: str, role: Role, projects: list[str], ttl_seconds: int, now: datetime | None = None
+    ) -> IssuedToken:
+        principal = principal_for(user_id, role, projects)
+        issued = now or datetime.now(UTC)
+        expires = issued + timedelta(seconds=ttl_seconds)
+        claims: dict[str, Any] = {
+            "sub": user_id,
+            "role": role,
+            "permissions": principal.permission_names,
+            "projects": sorted(principal.projects),
+            "iat": int(issued.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            # Pinning the algorithm list is what refuses `alg: none` and key-confusion tokens.
+            claims = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "role"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("Token expired", code="token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("Invalid token", code="invalid_token") from exc
+        role = claims.get("role")
+        projects = claims.get("projects", [])
+        if role not in get_args(Role) or not isinstance(projects, list):
+            raise AuthenticationError("Invalid token", code="invalid_token")
+        if not all(isinstance(p, str) for p in projects) or not isinstance(claims["sub"], str):
+            raise AuthenticationError("Invalid token", code="invalid_token")
+        principal = principal_for(claims["sub"], cast(Role, role), projects)
+        # The role decides the permissions; a token claiming more than its role grants is tampered.
+        claimed = claims.get("permissions", [])
+        if not isinstance(claimed, list) or not {str(p) for p in claimed} <= {
+            p.value for p in principal.permissions
+        }:
+            raise AuthenticationError("Invalid token", code="invalid_token")
+        return principal
+
+
+def permission_values(principal: Principal) -> list[str]:
+    return [p.value for p in sorted(principal.permissions)]
+
+
+__all__ = ["IssuedToken", "Permission", "TokenService", "permission_values"]

@@ -1,0 +1,428 @@
+"""The Store on SQLAlchemy's async engine: SQLite (aiosqlite) by default, PostgreSQL (asyncpg) in production."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from agent_portal.errors import ConflictError
+from agent_portal.storage import tables as t
+from agent_portal.storage.store import (
+    AttachmentRecord,
+    AuditRecord,
+    ConfigRecord,
+    MessageRecord,
+    ProjectRecord,
+    TestOutputRecord,
+    ThreadRecord,
+    ThreadStats,
+    UserRecord,
+    VersionConflict,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone-aware columns.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _migrate(connection: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> SqlStore:
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # --- users ---------------------------------------------------------------------------------
+
+    async def add_user(self, user: UserRecord) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.users.insert().values(
+                        id=user.id,
+                        username=user.username,
+                        password_hash=user.password_hash,
+                        role=user.role,
+                        projects=list(user.projects),
+                        created_at=user.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ConflictError(f"User already exists: {user.username}") from exc
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        return await self._one_user(t.users.c.id == user_id)
+
+    async def get_user_by_name(self, username: str) -> UserRecord | None:
+        return await self._one_user(t.users.c.username == username)
+
+    async def _one_user(self, where: sa.ColumnElement[bool]) -> UserRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(t.users).where(where))).mappings().first()
+        if row is None:
+            return None
+        return UserRecord(
+            id=row["id"],
+            username=row["username"],
+            role=row["role"],
+            projects=list(row["projects"]),
+            password_hash=row["password_hash"],
+            created_at=_utc(row["created_at"]),
+        )
+
+    async def count_users(self) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(t.users))).scalar_one())
+
+    # --- projects ------------------------------------------------------------------------------
+
+    async def add_project(self, project: ProjectRecord) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.projects.insert().values(
+                        name=project.name,
+                        path=project.path,
+                        external=project.external,
+                        created_at=project.created_at,
+                        last_activity=project.last_activity,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ConflictError(f"Project already exists: {project.name}") from exc
+
+    async def get_project(self, name: str) -> ProjectRecord | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(t.projects).where(t.projects.c.name == name)))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _project(row)
+
+    async def list_projects(self) -> list[ProjectRecord]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(sa.select(t.projects).order_by(t.projects.c.name))).mappings().all()
+        return [_project(row) for row in rows]
+
+    async def touch_project(self, name: str, at: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(t.projects.update().where(t.projects.c.name == name).values(last_activity=at))
+
+    # --- project state (the orchestrator's aggregate, one JSON document per project) -----------
+
+    async def load_project_state(self, project: str) -> tuple[int, dict[str, Any]] | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.project_state.c.version, t.project_state.c.data).where(
+                        t.project_state.c.project == project
+                    )
+                )
+            ).first()
+        return None if row is None else (int(row[0]), dict(row[1]))
+
+    async def save_project_state(
+        self, project: str, data: dict[str, Any], expected_version: int, at: datetime
+    ) -> int:
+        new_version = expected_version + 1
+        async with self._engine.begin() as conn:
+            if expected_version == 0:
+                try:
+                    await conn.execute(
+                        t.project_state.insert().values(project=project, version=1, data=data, updated_at=at)
+                    )
+                except IntegrityError as exc:
+                    raise VersionConflict(project) from exc
+                return 1
+            # Optimistic concurrency: the write only lands on the version it was computed from.
+            result = await conn.execute(
+                t.project_state.update()
+                .where(t.project_state.c.project == project, t.project_state.c.version == expected_version)
+                .values(version=new_version, data=data, updated_at=at)
+            )
+            if result.rowcount != 1:
+                raise VersionConflict(project)
+        return new_version
+
+    # --- chat ----------------------------------------------------------------------------------
+
+    async def add_message(self, message: MessageRecord) -> MessageRecord:
+        async with self._engine.begin() as conn:
+            # A per-project sequence gives a total order for paging even when timestamps tie.
+            seq = (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(t.chat_messages.c.seq), 0) + 1).where(
+                        t.chat_messages.c.project == message.project
+                    )
+                )
+            ).scalar_one()
+            await conn.execute(
+                t.chat_messages.insert().values(
+                    id=message.id,
+                    seq=seq,
+                    project=message.project,
+                    user_id=message.user_id,
+                    content=message.content,
+                    type=message.type,
+                    thread_id=message.thread_id,
+                    attachments=message.attachments,
+                    embed_data=message.embed_data,
+                    created_at=message.created_at,
+                )
+            )
+        return MessageRecord(**{**message.__dict__, "seq": int(seq)})
+
+    async def get_message(self, message_id: str) -> MessageRecord | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(t.chat_messages).where(t.chat_messages.c.id == message_id)))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _message(row)
+
+    async def list_messages(
+        self, project: str, *, before: datetime | None, thread_id: str | None, limit: int
+    ) -> list[MessageRecord]:
+        query = sa.select(t.chat_messages).where(t.chat_messages.c.project == project)
+        if thread_id is not None:
+            query = query.where(t.chat_messages.c.thread_id == thread_id)
+        if before is not None:
+            query = query.where(t.chat_messages.c.created_at < before)
+        query = query.order_by(t.chat_messages.c.seq.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_message(row) for row in reversed(rows)]
+
+    async def add_thread(self, thread: ThreadRecord) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(t.chat_threads.insert().values(**thread.__dict__))
+        except IntegrityError as exc:
+            raise ConflictError("Thread already exists") from exc
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        return await self._one_thread(t.chat_threads.c.id == thread_id)
+
+    async def get_thread_by_parent(self, parent_message_id: str) -> ThreadRecord | None:
+        return await self._one_thread(t.chat_threads.c.parent_message_id == parent_message_id)
+
+    async def _one_thread(self, where: sa.ColumnElement[bool]) -> ThreadRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(t.chat_threads).where(where))).mappings().first()
+        if row is None:
+            return None
+        return ThreadRecord(
+            id=row["id"],
+            project=row["project"],
+            parent_message_id=row["parent_message_id"],
+            created_by=row["created_by"],
+            created_at=_utc(row["created_at"]),
+        )
+
+    async def thread_stats(self, thread_id: str) -> ThreadStats:
+        m = t.chat_messages
+        async with self._engine.connect() as conn:
+            count, last = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.max(m.c.created_at)).where(m.c.thread_id == thread_id)
+                )
+            ).one()
+            users = (
+                await conn.execute(
+                    sa.select(m.c.user_id)
+                    .where(m.c.thread_id == thread_id)
+                    .group_by(m.c.user_id)
+                    .order_by(sa.func.min(m.c.seq))
+                )
+            ).scalars()
+            participants = list(users)
+        return ThreadStats(int(count), _utc(last) if last else datetime.now(UTC), participants)
+
+    async def set_reaction(self, message_id: str, emoji: str, user_id: str, on: bool, at: datetime) -> bool:
+        r = t.chat_reactions
+        async with self._engine.begin() as conn:
+            if on:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            r.insert().values(
+                                message_id=message_id, emoji=emoji, user_id=user_id, created_at=at
+                            )
+                        )
+                except IntegrityError:
+                    return False
+                return True
+            result = await conn.execute(
+                r.delete().where(r.c.message_id == message_id, r.c.emoji == emoji, r.c.user_id == user_id)
+            )
+            return bool(result.rowcount)
+
+    async def reactions_for(self, message_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+        if not message_ids:
+            return {}
+        r = t.chat_reactions
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(r.c.message_id, r.c.emoji, r.c.user_id)
+                    .where(r.c.message_id.in_(message_ids))
+                    .order_by(r.c.created_at)
+                )
+            ).all()
+        out: dict[str, dict[str, list[str]]] = {}
+        for message_id, emoji, user_id in rows:
+            out.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
+        return out
+
+    # --- attachments ---------------------------------------------------------------------------
+
+    async def add_attachment(self, attachment: AttachmentRecord) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(t.attachments.insert().values(**attachment.__dict__))
+
+    async def get_attachment(self, attachment_id: str) -> AttachmentRecord | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(t.attachments).where(t.attachments.c.id == attachment_id)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return AttachmentRecord(**{**dict(row), "created_at": _utc(row["created_at"])})
+
+    # --- test output ---------------------------------------------------------------------------
+
+    async def add_test_output(self, records: list[TestOutputRecord]) -> None:
+        if not records:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(t.test_output.insert(), [r.__dict__ for r in records])
+
+    async def list_test_output(
+        self, cycle_id: str, after_sequence: int, limit: int
+    ) -> list[TestOutputRecord]:
+        o = t.test_output
+        query = (
+            sa.select(o)
+            .where(o.c.cycle_id == cycle_id, o.c.sequence_number > after_sequence)
+            .order_by(o.c.sequence_number)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [TestOutputRecord(**{**dict(row), "created_at": _utc(row["created_at"])}) for row in rows]
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    async def add_audit(self, record: AuditRecord) -> AuditRecord:
+        values = {k: v for k, v in record.__dict__.items() if k != "id"}
+        async with self._engine.begin() as conn:
+            result = await conn.execute(t.audit_log.insert().values(**values))
+            new_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
+        return AuditRecord(**{**values, "id": int(new_id)})
+
+    async def list_audit(self, *, before: datetime | None, limit: int) -> list[AuditRecord]:
+        a = t.audit_log
+        query = sa.select(a)
+        if before is not None:
+            query = query.where(a.c.created_at < before)
+        query = query.order_by(a.c.created_at.desc(), a.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [AuditRecord(**{**dict(row), "created_at": _utc(row["created_at"])}) for row in rows]
+
+    # --- config --------------------------------------------------------------------------------
+
+    async def get_config(self, config_type: str) -> ConfigRecord | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(t.config).where(t.config.c.config_type == config_type)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return ConfigRecord(row["config_type"], dict(row["data"]), row["updated_by"], _utc(row["updated_at"]))
+
+    async def set_config(self, record: ConfigRecord) -> None:
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(
+                t.config.update()
+                .where(t.config.c.config_type == record.config_type)
+                .values(data=record.data, updated_by=record.updated_by, updated_at=record.updated_at)
+            )
+            if updated.rowcount == 0:
+                await conn.execute(t.config.insert().values(**record.__dict__))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed during a write; the busy timeout rides out short write locks.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _project(row: Any) -> ProjectRecord:
+    return ProjectRecord(
+        name=row["name"],
+        path=row["path"],
+        external=bool(row["external"]),
+        created_at=_utc(row["created_at"]),
+        last_activity=_utc(row["last_activity"]),
+    )
+
+
+def _message(row: Any) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        project=row["project"],
+        user_id=row["user_id"],
+        content=row["content"],
+        type=row["type"],
+        created_at=_utc(row["created_at"]),
+        thread_id=row["thread_id"],
+        attachments=row["attachments"],
+        embed_data=row["embed_data"],
+        seq=int(row["seq"]),
+    )

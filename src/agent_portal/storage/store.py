@@ -1,0 +1,153 @@
+"""The storage interface every part of the server uses; `open_store(url)` picks the implementation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    username: str
+    role: str
+    projects: list[str]
+    password_hash: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    name: str
+    path: str | None
+    external: bool
+    created_at: datetime
+    last_activity: datetime
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    project: str
+    user_id: str
+    content: str
+    type: str
+    created_at: datetime
+    thread_id: str | None = None
+    attachments: list[dict[str, Any]] | None = None
+    embed_data: dict[str, Any] | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    id: str
+    project: str
+    parent_message_id: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ThreadStats:
+    message_count: int
+    last_message_at: datetime
+    participants: list[str]
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    id: str
+    project: str
+    name: str
+    type: str
+    size: int
+    uploaded_by: str
+    created_at: datetime
+    content: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True)
+class TestOutputRecord:
+    __test__ = False
+
+    cycle_id: str
+    sequence_number: int
+    project: str
+    output_type: str
+    content: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    user_id: str
+    action: str
+    resource: str
+    success: bool
+    created_at: datetime
+    ip_address: str | None = None
+    user_agent: str | None = None
+    error: str | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    config_type: str
+    data: dict[str, Any]
+    updated_by: str
+    updated_at: datetime
+
+
+class VersionConflict(Exception):
+    """Someone else saved the project state first; reload and retry."""
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    async def add_user(self, user: UserRecord) -> None: ...
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+    async def get_user_by_name(self, username: str) -> UserRecord | None: ...
+    async def count_users(self) -> int: ...
+
+    async def add_project(self, project: ProjectRecord) -> None: ...
+    async def get_project(self, name: str) -> ProjectRecord | None: ...
+    async def list_projects(self) -> list[ProjectRecord]: ...
+    async def touch_project(self, name: str, at: datetime) -> None: ...
+
+    async def load_project_state(self, project: str) -> tuple[int, dict[str, Any]] | None: ...
+    async def save_project_state(
+        self, project: str, data: dict[str, Any], expected_version: int, at: datetime
+    ) -> int: ...
+
+    async def add_message(self, message: MessageRecord) -> MessageRecord: ...
+    async def get_message(self, message_id: str) -> MessageRecord | None: ...
+    async def list_messages(
+        self, project: str, *, before: datetime | None, thread_id: str | None, limit: int
+    ) -> list[MessageRecord]: ...
+    async def add_thread(self, thread: ThreadRecord) -> None: ...
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None: ...
+    async def get_thread_by_parent(self, parent_message_id: str) -> ThreadRecord | None: ...
+    async def thread_stats(self, thread_id: str) -> ThreadStats: ...
+    async def set_reaction(
+        self, message_id: str, emoji: str, user_id: str, on: bool, at: datetime
+    ) -> bool: ...
+    async def reactions_for(self, message_ids: list[str]) -> dict[str, dict[str, list[str]]]: ...
+
+    async def add_attachment(self, attachment: AttachmentRecord) -> None: ...
+    async def get_attachment(self, attachment_id: str) -> AttachmentRecord | None: ...
+
+    async def add_test_output(self, records: list[TestOutputRecord]) -> None: ...
+    async def list_test_output(
+        self, cycle_id: str, after_sequence: int, limit: int
+    ) -> list[TestOutputRecord]: ...
+
+    async def add_audit(self, record: AuditRecord) -> AuditRecord: ...
+    async def list_audit(self, *, before: datetime | None, limit: int) -> list[AuditRecord]: ...
+
+    async def get_config(self, config_type: str) -> ConfigRecord | None: ...
+    async def set_config(self, record: ConfigRecord) -> None: ...

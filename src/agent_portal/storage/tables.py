@@ -1,0 +1,134 @@
+"""The relational schema as the queries see it. Migrations in `migrations/versions` create it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255)),
+    Column("role", String(16), nullable=False),
+    Column("projects", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("path", Text),
+    Column("external", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_activity", DateTime(timezone=True), nullable=False),
+)
+
+project_state = Table(
+    "project_state",
+    metadata,
+    Column("project", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("project", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("thread_id", String(64)),
+    Column("attachments", JSON),
+    Column("embed_data", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_chat_messages_project_seq", "project", "seq"),
+    Index("ix_chat_messages_thread", "thread_id", "seq"),
+)
+
+chat_threads = Table(
+    "chat_threads",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(64), nullable=False),
+    Column("parent_message_id", String(64), nullable=False, unique=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+chat_reactions = Table(
+    "chat_reactions",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("emoji", String(32), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+test_output = Table(
+    "test_output",
+    metadata,
+    Column("cycle_id", String(64), primary_key=True),
+    Column("sequence_number", Integer, primary_key=True),
+    Column("project", String(64), nullable=False),
+    Column("output_type", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("user_id", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource", String(255), nullable=False),
+    Column("ip_address", String(64)),
+    Column("user_agent", String(512)),
+    Column("success", Boolean, nullable=False),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_audit_log_created", "created_at"),
+)
+
+config = Table(
+    "config",
+    metadata,
+    Column("config_type", String(16), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
