@@ -1,0 +1,354 @@
+"""Runs every workload against every server in alternation and writes the medians (bench/run is the entry).
+
+For each repetition, each case (workload, N) and each server in turn (A B A B ...): start a fresh server
+process on a free loopback port, run bench/node/loadgen.js against it, sample the server's CPU time and
+RSS with psutil whenever the load generator prints a MARK, stop the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+import report
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+NODE_DIR = BENCH / "node"
+ALL_SERVERS = ("node", "stock", "portal")
+ALL_WORKLOADS = ("broadcast", "ack", "idle")
+
+
+@dataclass(frozen=True)
+class Profile:
+    reps: int
+    broadcast_ns: tuple[int, ...]
+    idle_ns: tuple[int, ...]
+    ack_clients: int
+    warmup_s: float
+    duration_s: float
+    latency_duration_s: float
+    min_latency_broadcasts: int
+    sustained_deliveries_per_s: int
+    settle_s: float
+    payload_bytes: int = 100
+    loadgen_workers: int = 2
+    connect_concurrency: int = 100
+    window_broadcasts: int = 4
+    window_deliveries: int = 8000
+    drain_timeout_s: float = 30.0
+    idle_warm_per_worker: int = 5
+    case_timeout_s: float = 240.0
+
+
+FULL = Profile(
+    reps=3,
+    broadcast_ns=(100, 1000, 5000),
+    idle_ns=(1000, 5000, 10000),
+    ack_clients=50,
+    warmup_s=1.0,
+    duration_s=4.0,
+    latency_duration_s=5.0,
+    min_latency_broadcasts=3,
+    sustained_deliveries_per_s=2000,
+    settle_s=1.0,
+)
+
+SMOKE = Profile(
+    reps=1,
+    broadcast_ns=(50,),
+    idle_ns=(100,),
+    ack_clients=10,
+    warmup_s=0.2,
+    duration_s=0.5,
+    latency_duration_s=0.5,
+    min_latency_broadcasts=3,
+    sustained_deliveries_per_s=1000,
+    settle_s=0.2,
+    drain_timeout_s=10.0,
+    case_timeout_s=40.0,
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    workload: str
+    n: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload}-{self.n}"
+
+
+@dataclass
+class Mark:
+    name: str
+    t: float
+    server_cpu_s: float
+    server_rss: int
+    loadgen_cpu_s: float
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def server_command(name: str, port: int, python: str) -> list[str]:
+    if name == "node":
+        return ["node", str(NODE_DIR / "server.js"), str(port)]
+    return [python, str(BENCH / "servers" / f"{name}.py"), "--port", str(port)]
+
+
+class Server:
+    def __init__(self, name: str, python: str, log_path: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log_path = log_path
+        self.log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            server_command(name, self.port, python),
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} server exited ({self.proc.returncode}), see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} server not listening after {timeout_s}s, see {self.log_path}")
+
+    def label(self) -> str:
+        lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
+        return " | ".join(ln for ln in lines if "listening" in ln or "FALLBACK" in ln) or self.name
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def tree_cpu_s(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_loadgen(
+    server: Server, case: Case, profile: Profile, log_path: Path
+) -> tuple[dict[str, Any], dict[str, Mark]]:
+    config = {
+        "port": server.port,
+        "workload": case.workload,
+        "n": case.n,
+        **{k: v for k, v in asdict(profile).items() if not isinstance(v, tuple)},
+    }
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            ["node", str(NODE_DIR / "loadgen.js"), json.dumps(config)],
+            cwd=NODE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            bufsize=1,
+        )
+        watchdog = threading.Timer(profile.case_timeout_s, proc.kill)
+        watchdog.start()
+        ps = psutil.Process(proc.pid)
+        marks: dict[str, Mark] = {}
+        result: dict[str, Any] | None = None
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            for line in proc.stdout:
+                if line.startswith("MARK "):
+                    name = line[5:].strip()
+                    cpu = server.ps.cpu_times()
+                    marks[name] = Mark(
+                        name=name,
+                        t=time.monotonic(),
+                        server_cpu_s=cpu.user + cpu.system,
+                        server_rss=server.ps.memory_info().rss,
+                        loadgen_cpu_s=tree_cpu_s(ps),
+                    )
+                    proc.stdin.write("OK\n")
+                    proc.stdin.flush()
+                elif line.startswith("RESULT "):
+                    result = json.loads(line[7:])
+            proc.wait(timeout=10)
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if result is None:
+        raise RuntimeError(f"load generator failed (exit {proc.returncode}), see {log_path}")
+    return result, marks
+
+
+def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[str, float]:
+    if case.workload == "broadcast":
+        sat = result["saturation"]
+        lat = result["latency"]
+        a, b = marks["sat_start"], marks["sat_end"]
+        server_cpu = b.server_cpu_s - a.server_cpu_s
+        wall = b.t - a.t
+        return {
+            "deliveries_per_s": sat["deliveries_per_s"],
+            "p50_ms": lat["p50_ms"],
+            "p99_ms": lat["p99_ms"],
+            "cpu_ms_per_1000": server_cpu * 1e6 / max(1, sat["deliveries"]),
+            "server_cpu_pct": 100 * server_cpu / wall,
+            "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
+            "connect_per_s": result["connect"]["per_s"],
+        }
+    if case.workload == "ack":
+        ack = result["ack"]
+        return {"acks_per_s": ack["acks_per_s"], "p50_ms": ack["p50_ms"], "p99_ms": ack["p99_ms"]}
+    before, after = marks["idle_before"], marks["idle_after"]
+    return {
+        "rss_per_conn_kb": (after.server_rss - before.server_rss) / case.n / 1024,
+        "setup_per_s": result["idle"]["setup_per_s"],
+    }
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    p.add_argument("--smoke", action="store_true", help="tiny N, 1 repetition, seconds in all (for CI)")
+    p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list of node,stock,portal")
+    p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma list of broadcast,ack,idle")
+    p.add_argument("--reps", type=int, help="repetitions (default 3, smoke 1)")
+    p.add_argument("--broadcast-n", help="comma list of room sizes (default 100,1000,5000)")
+    p.add_argument("--idle-n", help="comma list of idle connection counts (default 1000,5000,10000)")
+    p.add_argument("--duration", type=float, help="seconds of each measured phase (default 4)")
+    p.add_argument("--out", default=str(BENCH / "results"), help="output directory")
+    p.add_argument("--python", default=sys.executable, help="interpreter for the Python servers")
+    return p.parse_args(argv)
+
+
+def choose(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in allowed]
+    if bad or not chosen:
+        raise SystemExit(f"unknown {what}: {bad or value!r}; choose from {','.join(allowed)}")
+    return chosen
+
+
+def ints(value: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in value.split(",") if v.strip())
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    profile = SMOKE if args.smoke else FULL
+    if args.reps is not None:
+        profile = replace(profile, reps=args.reps)
+    if args.broadcast_n:
+        profile = replace(profile, broadcast_ns=ints(args.broadcast_n))
+    if args.idle_n:
+        profile = replace(profile, idle_ns=ints(args.idle_n))
+    if args.duration is not None:
+        profile = replace(profile, duration_s=args.duration, latency_duration_s=args.duration)
+    servers = choose(args.servers, ALL_SERVERS, "servers")
+    workloads = choose(args.workloads, ALL_WORKLOADS, "workloads")
+    cases = [
+        Case(w, n)
+        for w in workloads
+        for n in {
+            "broadcast": profile.broadcast_ns,
+            "ack": (profile.ack_clients,),
+            "idle": profile.idle_ns,
+        }[w]
+    ]
+    out = Path(args.out)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    started = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    labels: dict[str, str] = {}
+    failures = 0
+    print(
+        f"bench: servers={','.join(servers)} cases={[c.key for c in cases]} reps={profile.reps}", flush=True
+    )
+    for rep in range(1, profile.reps + 1):
+        for case in cases:
+            for name in servers:
+                tag = f"{case.key}-{name}-r{rep}"
+                run: dict[str, Any] = {"server": name, "case": case.key, "rep": rep}
+                t0 = time.monotonic()
+                server = Server(name, args.python, logs / f"{tag}.server.log")
+                try:
+                    server.wait_ready()
+                    result, marks = run_loadgen(server, case, profile, logs / f"{tag}.loadgen.log")
+                    run["metrics"] = metrics(case, result, marks)
+                    run["result"] = result
+                    run["marks"] = {k: asdict(v) for k, v in marks.items()}
+                except Exception as exc:  # one failed case must not lose the others
+                    failures += 1
+                    run["error"] = str(exc)
+                finally:
+                    server.stop()
+                    labels.setdefault(name, server.label())
+                runs.append(run)
+                shown = run.get("error") or "  ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items())
+                print(
+                    f"[{time.monotonic() - started:6.1f}s] {tag:<28} {time.monotonic() - t0:5.1f}s  {shown}",
+                    flush=True,
+                )
+
+    doc = report.build(
+        runs=runs,
+        servers=servers,
+        cases=[c.key for c in cases],
+        labels=labels,
+        profile=asdict(profile),
+        command="bench/run " + " ".join(argv),
+        elapsed_s=time.monotonic() - started,
+        node_dir=NODE_DIR,
+    )
+    paths = report.write(doc, out)
+    print()
+    print(doc["markdown"])
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    if failures:
+        print(f"bench: {failures} run(s) failed, logs in {logs}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

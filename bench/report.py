@@ -1,0 +1,233 @@
+"""Medians, ratios against Node, the Markdown table, the JSON document and the chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+# (metric, label, True when higher is better) per workload, in table order.
+METRICS: dict[str, list[tuple[str, str, bool]]] = {
+    "broadcast": [
+        ("deliveries_per_s", "deliveries/s", True),
+        ("p50_ms", "p50 ms @ sustained", False),
+        ("p99_ms", "p99 ms @ sustained", False),
+        ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", False),
+        ("server_cpu_pct", "server CPU % at saturation", True),
+        ("loadgen_cpu_pct", "load generator CPU % at saturation", False),
+    ],
+    "ack": [
+        ("acks_per_s", "acks/s", True),
+        ("p50_ms", "p50 ms", False),
+        ("p99_ms", "p99 ms", False),
+    ],
+    "idle": [
+        ("rss_per_conn_kb", "RSS KB / connection", False),
+        ("setup_per_s", "connections set up / s", True),
+    ],
+}
+# Rows that only describe the run; no ratio is shown for them.
+INFORMATIONAL = {"server_cpu_pct", "loadgen_cpu_pct"}
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{case: {server: {metric: median over the repetitions}}}."""
+    grouped: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for run in runs:
+        if "metrics" not in run:
+            continue
+        per_metric = grouped.setdefault(run["case"], {}).setdefault(run["server"], {})
+        for metric, value in run["metrics"].items():
+            per_metric.setdefault(metric, []).append(value)
+    return {
+        case: {
+            server: {m: statistics.median(vs) for m, vs in values.items()}
+            for server, values in by_server.items()
+        }
+        for case, by_server in grouped.items()
+    }
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def markdown(
+    med: dict[str, dict[str, dict[str, float]]], servers: list[str], cases: list[str], reps: int
+) -> str:
+    others = [s for s in servers if s != "node"] if "node" in servers else []
+    head = ["case", "metric", *servers, *[f"{s}/node" for s in others]]
+    lines = [
+        f"Medians of {reps} repetition(s); ratio = server / node (↑ higher is better, ↓ lower is better).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
+    ]
+    for case in cases:
+        workload, n = case.rsplit("-", 1)
+        for metric, label, higher in METRICS[workload]:
+            row_values = {s: med.get(case, {}).get(s, {}).get(metric) for s in servers}
+            arrow = "" if metric in INFORMATIONAL else (" ↑" if higher else " ↓")
+            cells = [f"{workload} N={n}", label + arrow, *[fmt(row_values[s]) for s in servers]]
+            for s in others:
+                base, value = row_values["node"], row_values[s]
+                show = metric not in INFORMATIONAL and base and value is not None
+                cells.append(f"{value / base:.2f}×" if show else "")  # type: ignore[operator]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def node_package_version(node_dir: Path, name: str) -> str:
+    try:
+        meta = json.loads((node_dir / "node_modules" / name / "package.json").read_text())
+        return str(meta["version"])
+    except (OSError, ValueError, KeyError):
+        return "not installed"
+
+
+def machine(node_dir: Path) -> dict[str, Any]:
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node,
+        "versions": {
+            "socket.io (node)": node_package_version(node_dir, "socket.io"),
+            "engine.io (node)": node_package_version(node_dir, "engine.io"),
+            "ws (node)": node_package_version(node_dir, "ws"),
+            **{
+                p: package_version(p)
+                for p in (
+                    "python-socketio",
+                    "python-engineio",
+                    "uvicorn",
+                    "websockets",
+                    "uvloop",
+                    "httptools",
+                )
+            },
+        },
+    }
+
+
+def build(
+    *,
+    runs: list[dict[str, Any]],
+    servers: list[str],
+    cases: list[str],
+    labels: dict[str, str],
+    profile: dict[str, Any],
+    command: str,
+    elapsed_s: float,
+    node_dir: Path,
+) -> dict[str, Any]:
+    med = medians(runs)
+    return {
+        "command": command,
+        "elapsed_s": round(elapsed_s, 1),
+        "machine": machine(node_dir),
+        "servers": {s: labels.get(s, s) for s in servers},
+        "profile": profile,
+        "cases": cases,
+        "medians": med,
+        "runs": runs,
+        "markdown": markdown(med, servers, cases, int(profile["reps"])),
+    }
+
+
+def chart(doc: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    med = doc["medians"]
+    bcases = sorted(
+        (c for c in doc["cases"] if c.startswith("broadcast-")), key=lambda c: int(c.split("-")[1])
+    )
+    if not bcases:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for server in doc["servers"]:
+        ns, rates, p99s = [], [], []
+        for case in bcases:
+            values = med.get(case, {}).get(server)
+            if values:
+                ns.append(int(case.split("-")[1]))
+                rates.append(values["deliveries_per_s"])
+                p99s.append(values["p99_ms"])
+        if ns:
+            ax1.plot(ns, rates, marker="o", label=server)
+            ax2.plot(ns, p99s, marker="o", label=server)
+    ax1.set(
+        xscale="log",
+        xlabel="subscribers in the room (N)",
+        ylabel="deliveries/s at saturation",
+        title="Broadcast throughput (higher is better)",
+    )
+    ax2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="subscribers in the room (N)",
+        ylabel="p99 publish-to-receipt ms",
+        title=f"p99 at {doc['profile']['sustained_deliveries_per_s']} deliveries/s (lower is better)",
+    )
+    for ax in (ax1, ax2):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    ax1.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(doc: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    md_path = out / "results.md"
+    m = doc["machine"]
+    md_path.write_text(
+        f"# Benchmark results\n\n`{doc['command']}` — {doc['elapsed_s']} s, {m['nproc']} × {m['cpu_model']}\n\n"
+        + "\n".join(f"- {s}: {label}" for s, label in doc["servers"].items())
+        + "\n\n"
+        + doc["markdown"]
+        + "\n"
+    )
+    paths = [json_path, md_path]
+    png = out / "chart.png"
+    if chart(doc, png):
+        paths.append(png)
+    return paths
