@@ -50,6 +50,11 @@ class ValidationFailed(PortalError):
     code = "validation_failed"
 
 
+class UnknownEventError(PortalError):
+    type: ErrorType = "validation"
+    code = "unknown_event"
+
+
 class ConflictError(PortalError):
     type: ErrorType = "validation"
     code = "conflict"

@@ -145,7 +145,8 @@ class MessageReceivedEvent(WireModel):
     project_name: str
     user_id: str
     content: str
-    type: Literal["command", "response", "system", "thread"]
+    # "message" is our addition: the spec has no type for a plain chat message.
+    type: Literal["command", "response", "system", "thread", "message"]
     timestamp: Timestamp
     thread_id: str | None = None
     attachments: list[FileAttachment] | None = None

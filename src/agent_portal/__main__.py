@@ -1,0 +1,3 @@
+from agent_portal.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Composition root: builds every part from the Settings, and owns their lifecycle (ASGI lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from starlette.applications import Starlette
+
+from agent_portal.auth.passwords import PasswordService
+from agent_portal.auth.tokens import TokenService
+from agent_portal.clock import SystemClock
+from agent_portal.gateway.base import Gateway, NamespaceModule
+from agent_portal.gateway.limits import ConnectionTracker, RateLimiter
+from agent_portal.gateway.namespaces.admin import AdminNamespace
+from agent_portal.gateway.namespaces.chat import ChatNamespace
+from agent_portal.gateway.namespaces.monitoring import MonitoringNamespace
+from agent_portal.gateway.namespaces.orchestrator import OrchestratorNamespace
+from agent_portal.gateway.namespaces.portal import PortalNamespace
+from agent_portal.gateway.namespaces.project import ProjectNamespace
+from agent_portal.gateway.presence import Presence
+from agent_portal.gateway.publisher import Publisher
+from agent_portal.gateway.server import asgi_app, build_socket_server
+from agent_portal.orchestrator.external import ExternalOrchestrators
+from agent_portal.orchestrator.router import OrchestratorRouter
+from agent_portal.protocol.common import WireModel
+from agent_portal.protocol.config import SecurityConfig, SystemConfig
+from agent_portal.services.audit import AuditService
+from agent_portal.services.chat import ChatService
+from agent_portal.services.config import ConfigService
+from agent_portal.services.container import Services
+from agent_portal.services.metrics import Metrics
+from agent_portal.services.system_metrics import SystemMetricsLoop
+from agent_portal.settings import Settings, load_secret
+from agent_portal.storage import Store, open_store
+from agent_portal.web.routes import build_http_app
+
+NAMESPACES: list[Callable[[Gateway], NamespaceModule]] = [
+    PortalNamespace,
+    ProjectNamespace,
+    ChatNamespace,
+    MonitoringNamespace,
+    AdminNamespace,
+    OrchestratorNamespace,
+]
+
+
+@dataclass
+class PortalApp:
+    asgi: socketio.ASGIApp
+    sio: Any
+    services: Services
+    gateway: Gateway
+    http: Starlette
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def _defaults(settings: Settings) -> dict[str, WireModel]:
+    limits = settings.security
+    return {
+        "security": SecurityConfig(
+            events_per_second=limits.events_per_second,
+            events_per_minute=limits.events_per_minute,
+            violations_before_ban=limits.violations_before_ban,
+            violation_window_seconds=limits.violation_window_seconds,
+            ban_seconds=limits.ban_seconds,
+            max_connections=limits.max_connections,
+            token_ttl_seconds=limits.token_ttl_seconds,
+        ),
+        "system": SystemConfig(
+            approval_timeout_minutes=max(1, settings.approval_timeout_seconds // 60),
+            metrics_interval_seconds=settings.metrics_interval_seconds,
+        ),
+    }
+
+
+async def create_app(settings: Settings, store: Store | None = None) -> PortalApp:
+    """Opens the store and wires every part; background work starts with the ASGI lifespan."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = store or await open_store(settings.resolved_database_url)
+    clock = SystemClock()
+    sio = build_socket_server(settings)
+    publisher = Publisher(sio)
+    metrics = Metrics()
+    publisher.listeners.append(metrics.event_out)
+    external = ExternalOrchestrators(sio)
+    publisher.listeners.append(external.observe)
+    config = ConfigService(store, publisher, clock, _defaults(settings))
+    await config.load()
+    limiter = RateLimiter(config.security)
+    config.listeners.append(
+        lambda kind, model: setattr(limiter, "config", model) if kind == "security" else None
+    )
+    audit = AuditService(store, publisher, clock)
+    router = OrchestratorRouter(store, external, embedded=None)
+    services = Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        tokens=TokenService(load_secret(settings)),
+        passwords=PasswordService(),
+        limiter=limiter,
+        connections=ConnectionTracker(),
+        presence=Presence(),
+        publisher=publisher,
+        audit=audit,
+        config=config,
+        metrics=metrics,
+        router=router,
+        external=external,
+        chat=ChatService(store, publisher, router, audit, metrics, clock, settings.typing_lapse_seconds),
+    )
+    gateway = Gateway(services, NAMESPACES)
+    sio.register_namespace(gateway)
+    app = PortalApp(asgi=None, sio=sio, services=services, gateway=gateway, http=None)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await _start(app)
+        try:
+            yield
+        finally:
+            await _stop(app)
+
+    app.http = build_http_app(services, lifespan)
+    app.asgi = asgi_app(sio, app.http)
+    return app
+
+
+def _counts(app: PortalApp) -> tuple[int, int, int]:
+    contexts = app.gateway.contexts.values()
+    projects = {c.project for c in contexts if c.project} | {p for c in contexts for p in c.joined}
+    return len(app.gateway.contexts), len(projects), 0
+
+
+async def _start(app: PortalApp) -> None:
+    s = app.services
+    metrics_loop = SystemMetricsLoop(
+        s.publisher,
+        s.metrics,
+        s.clock,
+        interval=lambda: s.config.system.metrics_interval_seconds,
+        counts=lambda: _counts(app),
+        disk_path=str(s.settings.data_dir.resolve()),
+    )
+    app.tasks.append(asyncio.create_task(metrics_loop.run(), name="system-metrics"))
+
+
+async def _stop(app: PortalApp) -> None:
+    for task in reversed(app.tasks):
+        task.cancel()
+    for task in reversed(app.tasks):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    app.tasks.clear()
+    app.services.chat.close()
+    await app.services.store.close()

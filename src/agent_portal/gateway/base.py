@@ -1,0 +1,391 @@
+"""The gateway: the one place where connects are authorized and every client event is rate-limited,
+authenticated, validated, authorized, dispatched and answered (decisions §2, §3, §8).
+
+It is registered with python-socketio as a catch-all class-based namespace (`'*'`), because
+`/project/{name}` and `/chat/{name}` are dynamic; `trigger_event` is the documented seam for such rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from agent_portal.auth.policy import Permission, Principal, can, can_see
+from agent_portal.errors import (
+    AuthenticationError,
+    ConnectionRefused,
+    ForbiddenError,
+    PortalError,
+    ProjectNotFoundError,
+    RateLimitedError,
+    UnknownEventError,
+    ValidationFailed,
+)
+from agent_portal.gateway.context import SocketContext
+from agent_portal.protocol.client_events import AuthenticateRequest
+from agent_portal.protocol.common import ErrorDetail, WebSocketError
+from agent_portal.protocol.registry import AUTHENTICATE_EVENT, NamespaceKind, client_events_for
+from agent_portal.protocol.server_events import (
+    AuthenticatedEvent,
+    AuthenticationFailedEvent,
+    RateLimitedEvent,
+    ValidationErrorEvent,
+)
+
+if TYPE_CHECKING:
+    from agent_portal.services.container import Services
+
+log = logging.getLogger(__name__)
+
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Handler = Callable[[SocketContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    permission: Permission | None = None
+
+
+class NamespaceModule(Protocol):
+    """One per namespace kind: what it requires to connect, and its routes (parse → authorize → call)."""
+
+    kind: NamespaceKind
+    connect_permission: Permission
+
+    def routes(self) -> dict[str, Route]: ...
+    async def on_connect(self, ctx: SocketContext) -> None: ...
+    async def on_disconnect(self, ctx: SocketContext) -> None: ...
+
+
+def resolve_namespace(namespace: str) -> tuple[NamespaceKind, str | None] | None:
+    fixed = {
+        "/portal": NamespaceKind.PORTAL,
+        "/monitoring": NamespaceKind.MONITORING,
+        "/admin": NamespaceKind.ADMIN,
+        "/orchestrator": NamespaceKind.ORCHESTRATOR,
+    }
+    if namespace in fixed:
+        return fixed[namespace], None
+    for prefix, kind in (("/project/", NamespaceKind.PROJECT), ("/chat/", NamespaceKind.CHAT)):
+        if namespace.startswith(prefix) and PROJECT_NAME.match(namespace[len(prefix) :]):
+            return kind, namespace[len(prefix) :]
+    return None
+
+
+def _refusal(error: PortalError) -> socketio.exceptions.ConnectionRefusedError:
+    # socket.io-client exposes packet.data.message as err.message and packet.data.data as err.data.
+    return socketio.exceptions.ConnectionRefusedError(
+        error.message, {"message": error.message, "code": error.code}
+    )
+
+
+def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
+    details = []
+    for item in exc.errors(include_url=False, include_input=False):
+        path = ".".join(str(part) for part in item["loc"]) or "(root)"
+        details.append(ErrorDetail(path=path, message=item["msg"]))
+    return details
+
+
+class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, services: Services, modules: list[Callable[[Gateway], NamespaceModule]]) -> None:
+        super().__init__("*")
+        self.services = services
+        built = [factory(self) for factory in modules]
+        self.modules = {m.kind: m for m in built}
+        self.routes = {m.kind: m.routes() for m in built}
+        self.contexts: dict[tuple[str, str], SocketContext] = {}
+        for kind, routes in self.routes.items():
+            # The protocol registry is the single source of which events exist; the routes must match it.
+            expected = set(client_events_for(kind)) - {AUTHENTICATE_EVENT}
+            if set(routes) != expected:
+                raise RuntimeError(f"{kind}: routes {sorted(routes)} != protocol {sorted(expected)}")
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    async def trigger_event(self, event: str, namespace: str, sid: str, *args: Any) -> Any:
+        if event == "connect":
+            environ = args[0] if args else {}
+            auth = args[1] if len(args) > 1 else None
+            return await self._connect(namespace, sid, environ, auth)
+        if event == "disconnect":
+            return await self._disconnect(namespace, sid, args[0] if args else "")
+        return await self._event(namespace, sid, event, args)
+
+    def context(self, namespace: str, sid: str) -> SocketContext | None:
+        return self.contexts.get((namespace, sid))
+
+    def sockets_of(self, namespace: str, user_id: str) -> list[str]:
+        return [
+            ctx.sid
+            for (ns, _), ctx in self.contexts.items()
+            if ns == namespace and ctx.principal and ctx.principal.user_id == user_id
+        ]
+
+    # --- connect -------------------------------------------------------------------------------
+
+    async def _connect(self, namespace: str, sid: str, environ: dict[str, Any], auth: Any) -> bool:
+        s = self.services
+        ip = str(environ.get("REMOTE_ADDR") or environ.get("asgi.scope", {}).get("client", ["?"])[0])
+        user_agent = str(environ.get("HTTP_USER_AGENT", ""))[:512]
+        resolved = resolve_namespace(namespace)
+        if resolved is None:
+            raise _refusal(PortalError("Invalid namespace", code="invalid_namespace"))
+        kind, project = resolved
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, namespace)
+        ctx = SocketContext(sid, eio_sid, namespace, kind, project, ip, user_agent, s.clock.now())
+        try:
+            if (remaining := s.limiter.ban_remaining_ms(f"ip:{ip}")) > 0:
+                raise ConnectionRefused("Banned for abuse", code="banned", details={"retry_after": remaining})
+            token = auth.get("token") if isinstance(auth, dict) else None
+            if isinstance(token, str) and token:
+                await self._admit(ctx, s.tokens.verify(token))
+            elif kind is NamespaceKind.ORCHESTRATOR:
+                raise AuthenticationError("A service token is required", code="invalid_token")
+        except PortalError as exc:
+            await s.audit.record(
+                ctx.principal.user_id if ctx.principal else "anonymous",
+                "connect_refused",
+                namespace,
+                success=False,
+                ip=ip,
+                user_agent=user_agent,
+                error=exc.code,
+            )
+            raise _refusal(exc) from None
+        self.contexts[(namespace, sid)] = ctx
+        if ctx.principal is None:
+            loop = asyncio.get_running_loop()
+            ctx.auth_timer = loop.call_later(
+                s.settings.auth_grace_seconds, lambda: asyncio.ensure_future(self._auth_timeout(ctx))
+            )
+        else:
+            await self._after_admit(ctx)
+        return True
+
+    async def _admit(self, ctx: SocketContext, principal: Principal) -> None:
+        """Checks that `principal` may hold this socket; raises a PortalError with the refusal code."""
+        s = self.services
+        if (remaining := s.limiter.ban_remaining_ms(f"user:{principal.user_id}")) > 0:
+            raise ConnectionRefused("Banned for abuse", code="banned", details={"retry_after": remaining})
+        module = self.modules[ctx.kind]
+        if module.connect_permission not in principal.permissions:
+            raise ForbiddenError(f"Not allowed on {ctx.namespace}")
+        if ctx.project is not None:
+            # Existence is only revealed to principals who could see the project anyway.
+            if not can_see(principal, ctx.project):
+                raise ForbiddenError(f"Not allowed on project {ctx.project}")
+            if await s.store.get_project(ctx.project) is None:
+                raise ProjectNotFoundError(ctx.project)
+        limit = s.config.security.max_connections
+        if s.connections.would_exceed(principal.user_id, ctx.eio_sid, limit):
+            raise ConnectionRefused(f"At most {limit} concurrent connections", code="too_many_connections")
+        s.connections.add(principal.user_id, ctx.eio_sid, ctx.namespace)
+        ctx.principal = principal
+
+    async def _after_admit(self, ctx: SocketContext) -> None:
+        if ctx.auth_timer is not None:
+            ctx.auth_timer.cancel()
+            ctx.auth_timer = None
+        await self.enter_room(ctx.sid, f"user:{ctx.user_id}", namespace=ctx.namespace)
+        await self.modules[ctx.kind].on_connect(ctx)
+
+    async def _auth_timeout(self, ctx: SocketContext) -> None:
+        if self.contexts.get((ctx.namespace, ctx.sid)) is ctx and ctx.principal is None:
+            await self._emit_model(
+                ctx,
+                "authentication_failed",
+                AuthenticationFailedEvent(message="Authentication timeout", code="auth_timeout"),
+            )
+            await self.disconnect(ctx.sid, namespace=ctx.namespace)
+
+    async def _disconnect(self, namespace: str, sid: str, reason: str) -> None:
+        ctx = self.contexts.pop((namespace, sid), None)
+        if ctx is None:
+            return
+        if ctx.auth_timer is not None:
+            ctx.auth_timer.cancel()
+        if ctx.principal is not None:
+            self.services.connections.remove(ctx.principal.user_id, ctx.eio_sid, namespace)
+            try:
+                await self.modules[ctx.kind].on_disconnect(ctx)
+            except Exception:
+                log.exception("disconnect handler failed", extra={"sid": sid, "namespace": namespace})
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def _event(
+        self, namespace: str, sid: str, event: str, args: tuple[Any, ...]
+    ) -> dict[str, Any] | None:
+        ctx = self.contexts.get((namespace, sid))
+        if ctx is None:
+            return None
+        s = self.services
+        s.metrics.event_in(event)
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._limit(ctx, event)
+            payload = self._single_payload(args)
+            if event == AUTHENTICATE_EVENT:
+                return await self._authenticate(ctx, payload)
+            if ctx.principal is None:
+                raise AuthenticationError("Not authenticated", code="not_authenticated")
+            route = self.routes[ctx.kind].get(event)
+            if route is None:
+                raise UnknownEventError(f"Unknown event: {event}", details={"event": event})
+            model = client_events_for(ctx.kind)[event]
+            request = self._validate(model, payload, event)
+            if route.permission is not None and not can(ctx.principal, route.permission, ctx.project):
+                raise ForbiddenError(f"Permission {route.permission.value} required for {event}")
+            self._check_user_id(ctx, request)
+            data = await route.handler(ctx, request)
+            return {"ok": True, "data": data} if data is not None else {"ok": True}
+        except PortalError as exc:
+            return await self._reply_error(ctx, event, exc)
+        except Exception:
+            log.exception("handler failed", extra={"sid": sid, "namespace": namespace, "event": event})
+            s.metrics.error()
+            return await self._reply_error(ctx, event, PortalError("Internal server error", code="internal"))
+        finally:
+            s.metrics.handled(event, asyncio.get_running_loop().time() - started)
+
+    async def _limit(self, ctx: SocketContext, event: str) -> None:
+        s = self.services
+        verdict = s.limiter.hit(ctx.rate_key)
+        if verdict.allowed:
+            return
+        if verdict.violation:
+            await s.audit.record(
+                ctx.user_id,
+                "banned" if verdict.newly_banned else "rate_limited",
+                ctx.namespace,
+                success=False,
+                ip=ctx.ip,
+                user_agent=ctx.user_agent,
+                error=event,
+            )
+        raise RateLimitedError(verdict.retry_after_ms, banned=verdict.banned)
+
+    @staticmethod
+    def _single_payload(args: tuple[Any, ...]) -> Any:
+        if len(args) > 1:
+            raise ValidationFailed(
+                "Expected a single payload object",
+                details=[ErrorDetail(path="(root)", message="expected one argument")],
+            )
+        return {} if not args or args[0] is None else args[0]
+
+    @staticmethod
+    def _validate(model: type[BaseModel], payload: Any, event: str) -> BaseModel:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            message = "Invalid message format" if event == "send_message" else f"Invalid payload for {event}"
+            raise ValidationFailed(message, details=_validation_details(exc)) from None
+
+    @staticmethod
+    def _check_user_id(ctx: SocketContext, request: BaseModel) -> None:
+        claimed = getattr(request, "user_id", None)
+        if claimed is not None and ctx.principal is not None and claimed != ctx.principal.user_id:
+            raise AuthenticationError("user_id does not match the token", code="user_mismatch")
+
+    async def _authenticate(self, ctx: SocketContext, payload: Any) -> dict[str, Any]:
+        s = self.services
+        request = self._validate(AuthenticateRequest, payload, AUTHENTICATE_EVENT)
+        assert isinstance(request, AuthenticateRequest)
+        try:
+            principal = s.tokens.verify(request.token)
+            if request.user_id is not None and request.user_id != principal.user_id:
+                raise AuthenticationError("user_id does not match the token", code="user_mismatch")
+            if ctx.principal is not None and ctx.principal.user_id != principal.user_id:
+                raise AuthenticationError("Socket is authenticated as another user", code="user_mismatch")
+            if ctx.principal is None:
+                await self._admit(ctx, principal)
+                await self._after_admit(ctx)
+            else:
+                ctx.principal = principal
+        except (AuthenticationError, ForbiddenError, ProjectNotFoundError, ConnectionRefused) as exc:
+            await s.audit.record(
+                principal.user_id if "principal" in locals() else "anonymous",
+                "authentication_failed",
+                ctx.namespace,
+                success=False,
+                ip=ctx.ip,
+                user_agent=ctx.user_agent,
+                error=exc.code,
+            )
+            reply = await self._reply_error(
+                ctx, AUTHENTICATE_EVENT, AuthenticationError(exc.message, code=exc.code)
+            )
+            if ctx.principal is None and not isinstance(exc, AuthenticationError):
+                # Refused outright (wrong project, too many connections): the socket cannot be used.
+                await self.disconnect(ctx.sid, namespace=ctx.namespace)
+            return reply
+        await s.audit.record(
+            principal.user_id,
+            "authenticate",
+            ctx.namespace,
+            success=True,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+        )
+        event = AuthenticatedEvent(user_id=principal.user_id, permissions=principal.permission_names)
+        await self._emit_model(ctx, "authenticated", event)
+        return {"ok": True, "data": event.wire()}
+
+    # --- errors: the one mapping from PortalError to the wire ----------------------------------
+
+    async def _reply_error(self, ctx: SocketContext, event: str, exc: PortalError) -> dict[str, Any]:
+        s = self.services
+        now = s.clock.now()
+        if isinstance(exc, ValidationFailed):
+            details = exc.details if isinstance(exc.details, list) else []
+            await self._emit_model(
+                ctx, "validation_error", ValidationErrorEvent(message=exc.message, details=details)
+            )
+            error = WebSocketError(
+                type="validation", message=exc.message, code=exc.code, details=_plain(details), timestamp=now
+            )
+        elif isinstance(exc, RateLimitedError):
+            await self._emit_model(ctx, "rate_limited", RateLimitedEvent(retry_after=exc.retry_after_ms))
+            error = WebSocketError(
+                type="validation",
+                message=exc.message,
+                code=exc.code,
+                details={"retry_after": exc.retry_after_ms},
+                timestamp=now,
+            )
+        elif isinstance(exc, AuthenticationError):
+            await self._emit_model(
+                ctx, "authentication_failed", AuthenticationFailedEvent(message=exc.message, code=exc.code)
+            )
+            error = WebSocketError(type="authentication", message=exc.message, code=exc.code, timestamp=now)
+        else:
+            error = WebSocketError(
+                type=exc.type, message=exc.message, code=exc.code, details=_plain(exc.details), timestamp=now
+            )
+            await self._emit_model(ctx, "error", error)
+        return {"ok": False, "error": error.wire()}
+
+    async def _emit_model(self, ctx: SocketContext, event: str, model: BaseModel) -> None:
+        await self.services.publisher.to_socket(ctx.namespace, ctx.sid, event, model)
+
+
+def _plain(details: Any) -> Any:
+    if isinstance(details, list):
+        return [d.model_dump() if isinstance(d, BaseModel) else d for d in details]
+    return details
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

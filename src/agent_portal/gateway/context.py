@@ -1,0 +1,37 @@
+"""Per-socket state the gateway keeps: who is connected where, and what it wants to receive."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agent_portal.auth.policy import Principal
+from agent_portal.protocol.registry import NamespaceKind
+
+
+@dataclass
+class SocketContext:
+    sid: str
+    eio_sid: str
+    namespace: str
+    kind: NamespaceKind
+    project: str | None
+    ip: str
+    user_agent: str
+    connected_at: datetime
+    principal: Principal | None = None
+    joined: set[str] = field(default_factory=set)
+    # project (None = every project in scope) -> events the socket narrowed its stream to.
+    subscriptions: dict[str | None, frozenset[str]] = field(default_factory=dict)
+    rooms: set[str] = field(default_factory=set)
+    auth_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id if self.principal else "anonymous"
+
+    @property
+    def rate_key(self) -> str:
+        # Limits apply per user once known, per IP before (decisions §8).
+        return f"user:{self.principal.user_id}" if self.principal else f"ip:{self.ip}"

@@ -1,0 +1,125 @@
+"""Abuse limits (decisions §8): sliding-window event rates, bans after repeated abuse, connection caps."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent_portal.protocol.config import SecurityConfig
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after_ms: int = 0
+    banned: bool = False
+    newly_banned: bool = False
+    violation: bool = False
+
+
+@dataclass
+class _Window:
+    events: deque[float] = field(default_factory=deque)
+    violations: deque[float] = field(default_factory=deque)
+    over_minute: bool = False
+    banned_until: float = 0.0
+
+
+class RateLimiter:
+    """In-process limiter keyed by `user:<id>` or `ip:<addr>`; `config` may be replaced live."""
+
+    def __init__(self, config: SecurityConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+
+    def ban_remaining_ms(self, key: str) -> int:
+        window = self._windows.get(key)
+        if window is None:
+            return 0
+        return max(0, int((window.banned_until - self._clock()) * 1000))
+
+    def hit(self, key: str) -> Verdict:
+        now = self._clock()
+        cfg = self.config
+        window = self._windows.setdefault(key, _Window())
+        if window.banned_until > now:
+            return Verdict(False, int((window.banned_until - now) * 1000) + 1, banned=True)
+        events = window.events
+        while events and events[0] <= now - 60.0:
+            events.popleft()
+        in_last_second = 0
+        for stamp in reversed(events):
+            if stamp <= now - 1.0:
+                break
+            in_last_second += 1
+        if len(events) >= cfg.events_per_minute:
+            retry = events[-cfg.events_per_minute] + 60.0 - now
+            if not window.over_minute:
+                window.over_minute = True
+                return self._violation(window, now, retry)
+            return Verdict(False, _ms(retry))
+        if in_last_second >= cfg.events_per_second:
+            retry = events[-cfg.events_per_second] + 1.0 - now
+            return Verdict(False, _ms(retry))
+        window.over_minute = False
+        events.append(now)
+        return Verdict(True)
+
+    def _violation(self, window: _Window, now: float, retry: float) -> Verdict:
+        cfg = self.config
+        window.violations.append(now)
+        while window.violations and window.violations[0] <= now - cfg.violation_window_seconds:
+            window.violations.popleft()
+        if len(window.violations) >= cfg.violations_before_ban:
+            window.violations.clear()
+            window.banned_until = now + cfg.ban_seconds
+            return Verdict(False, cfg.ban_seconds * 1000, banned=True, newly_banned=True, violation=True)
+        return Verdict(False, _ms(retry), violation=True)
+
+    def forget_idle(self) -> None:
+        """Drops windows with nothing left to remember, so memory follows active users only."""
+        now = self._clock()
+        for key in [
+            k
+            for k, w in self._windows.items()
+            if w.banned_until <= now and not w.violations and (not w.events or w.events[-1] <= now - 60.0)
+        ]:
+            del self._windows[key]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000) + 1)
+
+
+class ConnectionTracker:
+    """Engine.IO sessions per user, whatever their namespaces (decisions §8)."""
+
+    def __init__(self) -> None:
+        # user -> Engine.IO session -> namespaces that session holds for the user
+        self._sessions: dict[str, dict[str, set[str]]] = {}
+
+    def would_exceed(self, user_id: str, eio_sid: str, limit: int) -> bool:
+        sessions = self._sessions.get(user_id, {})
+        return eio_sid not in sessions and len(sessions) >= limit
+
+    def add(self, user_id: str, eio_sid: str, namespace: str) -> None:
+        self._sessions.setdefault(user_id, {}).setdefault(eio_sid, set()).add(namespace)
+
+    def remove(self, user_id: str, eio_sid: str, namespace: str) -> None:
+        sessions = self._sessions.get(user_id)
+        if not sessions or eio_sid not in sessions:
+            return
+        sessions[eio_sid].discard(namespace)
+        if not sessions[eio_sid]:
+            del sessions[eio_sid]
+        if not sessions:
+            del self._sessions[user_id]
+
+    def sessions_of(self, user_id: str) -> int:
+        return len(self._sessions.get(user_id, {}))
+
+    def total(self) -> int:
+        return sum(len(s) for s in self._sessions.values())

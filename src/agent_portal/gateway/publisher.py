@@ -1,0 +1,96 @@
+"""The one place events leave the server. Callers publish after their write has committed."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import socketio
+from pydantic import BaseModel
+
+from agent_portal.gateway.rooms import SYSTEM_SCOPE, members_room, stream_rooms
+from agent_portal.protocol.registry import MONITORING_PROJECT_EVENTS, PROJECT_EVENTS, SERVER_EVENTS
+
+log = logging.getLogger(__name__)
+
+PORTAL = "/portal"
+MONITORING = "/monitoring"
+ADMIN = "/admin"
+ORCHESTRATOR = "/orchestrator"
+
+
+def project_namespace(project: str) -> str:
+    return f"/project/{project}"
+
+
+def chat_namespace(project: str) -> str:
+    return f"/chat/{project}"
+
+
+class Publisher:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+        self.sent: Counter[str] = Counter()
+        self.listeners: list[Any] = []
+
+    @staticmethod
+    def payload(event: str, model: BaseModel) -> dict[str, Any]:
+        expected = SERVER_EVENTS.get(event)
+        if expected is None or not isinstance(model, expected):
+            # Every event is built from its model; a mismatch is a programming error, caught in tests.
+            raise TypeError(f"{type(model).__name__} is not the model of server event {event!r}")
+        return model.model_dump(mode="json", exclude_none=True)
+
+    async def publish(self, event: str, model: BaseModel) -> None:
+        """A project or monitoring event: to /project/{name}, the project's /portal room, /monitoring."""
+        data = self.payload(event, model)
+        project = data.get("project_name")
+        if event in PROJECT_EVENTS or event in MONITORING_PROJECT_EVENTS:
+            if not isinstance(project, str):
+                raise ValueError(f"{event} needs a project_name")
+            rooms = stream_rooms(project, event)
+            await self._emit(
+                event, data, project_namespace(project), [f"p:{project}", f"p:{project}:{event}"]
+            )
+            if event in PROJECT_EVENTS:
+                await self._emit(event, data, PORTAL, rooms[:2])
+            else:
+                await self._emit(event, data, MONITORING, rooms)
+        elif event == "system_metrics":
+            await self._emit(event, data, MONITORING, stream_rooms(SYSTEM_SCOPE, event))
+        else:
+            raise ValueError(f"{event} is not a project or monitoring event")
+        for listener in self.listeners:
+            listener(event, data)
+
+    async def to_members(
+        self, project: str, event: str, model: BaseModel, skip_sids: dict[str, list[str]] | None = None
+    ) -> None:
+        """Presence events, to the sockets that joined the project on /portal and /project/{name}."""
+        data = self.payload(event, model)
+        skip = skip_sids or {}
+        for namespace in (PORTAL, project_namespace(project)):
+            await self._emit(event, data, namespace, members_room(project), skip.get(namespace))
+
+    async def to_chat(
+        self, project: str, event: str, model: BaseModel, skip_sids: list[str] | None = None
+    ) -> None:
+        await self._emit(event, self.payload(event, model), chat_namespace(project), None, skip_sids)
+
+    async def to_admins(self, event: str, model: BaseModel) -> None:
+        await self._emit(event, self.payload(event, model), ADMIN, None)
+
+    async def to_socket(self, namespace: str, sid: str, event: str, model: BaseModel) -> None:
+        await self._emit(event, self.payload(event, model), namespace, sid)
+
+    async def _emit(
+        self,
+        event: str,
+        data: dict[str, Any],
+        namespace: str,
+        room: str | list[str] | None,
+        skip_sid: list[str] | None = None,
+    ) -> None:
+        await self._sio.emit(event, data, room=room, namespace=namespace, skip_sid=skip_sid)
+        self.sent[event] += 1

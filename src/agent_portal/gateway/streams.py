@@ -1,0 +1,138 @@
+"""What a socket receives and who counts as present: shared by /portal, /project/{name}, /monitoring."""
+
+from __future__ import annotations
+
+from agent_portal.auth.policy import can_see
+from agent_portal.errors import ForbiddenError, ProjectNotFoundError, ValidationFailed
+from agent_portal.gateway.base import Gateway
+from agent_portal.gateway.context import SocketContext
+from agent_portal.gateway.publisher import PORTAL, project_namespace
+from agent_portal.gateway.rooms import ALL_PROJECTS_SCOPE, SYSTEM_SCOPE, members_room, subscription_rooms
+from agent_portal.protocol.client_events import SubscribeRequest
+from agent_portal.protocol.common import ErrorDetail
+from agent_portal.protocol.registry import SUBSCRIBABLE, NamespaceKind
+from agent_portal.protocol.server_events import JoinedProjectEvent, UserJoinedEvent, UserLeftEvent
+
+
+class Streams:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.s = gateway.services
+
+    def scopes(self, ctx: SocketContext) -> set[str]:
+        if ctx.kind is NamespaceKind.PORTAL:
+            return set(ctx.joined)
+        if ctx.kind is NamespaceKind.PROJECT:
+            assert ctx.project is not None
+            return {ctx.project}
+        assert ctx.principal is not None
+        projects = {ALL_PROJECTS_SCOPE} if ctx.principal.sees_all_projects else set(ctx.principal.projects)
+        return projects | {SYSTEM_SCOPE}
+
+    async def apply(self, ctx: SocketContext) -> None:
+        """Moves the socket into exactly the rooms its scopes and subscriptions call for."""
+        desired = subscription_rooms(self.scopes(ctx), ctx.subscriptions)
+        for room in ctx.rooms - desired:
+            await self.gateway.leave_room(ctx.sid, room, namespace=ctx.namespace)
+        for room in desired - ctx.rooms:
+            await self.gateway.enter_room(ctx.sid, room, namespace=ctx.namespace)
+        ctx.rooms = desired
+
+    async def subscribe(self, ctx: SocketContext, request: SubscribeRequest) -> dict[str, object]:
+        allowed = SUBSCRIBABLE[ctx.kind]
+        unknown = sorted(set(request.events) - allowed)
+        if unknown:
+            raise ValidationFailed(
+                f"Unknown event names: {', '.join(unknown)}",
+                details=[ErrorDetail(path="events", message=f"allowed: {', '.join(sorted(allowed))}")],
+            )
+        project = request.project_name
+        if project is not None:
+            await self._visible_project(ctx, project)
+            if ctx.kind is NamespaceKind.PROJECT and project != ctx.project:
+                raise ValidationFailed(
+                    "project_name must name this namespace's project",
+                    details=[ErrorDetail(path="project_name", message=f"expected {ctx.project}")],
+                )
+            if ctx.kind is NamespaceKind.MONITORING and ctx.principal and ctx.principal.sees_all_projects:
+                raise ValidationFailed(
+                    "Per-project subscriptions on /monitoring need a project-scoped token",
+                    details=[ErrorDetail(path="project_name", message="subscribe without project_name")],
+                )
+        ctx.subscriptions[project] = frozenset(request.events)
+        await self.apply(ctx)
+        return {"events": sorted(request.events), "project_name": project}
+
+    async def _visible_project(self, ctx: SocketContext, project: str) -> None:
+        assert ctx.principal is not None
+        if not can_see(ctx.principal, project):
+            raise ForbiddenError(f"Not allowed on project {project}")
+        if await self.s.store.get_project(project) is None:
+            raise ProjectNotFoundError(project)
+
+    # --- presence ------------------------------------------------------------------------------
+
+    async def join(self, ctx: SocketContext, project: str) -> dict[str, object]:
+        assert ctx.principal is not None
+        if ctx.kind is NamespaceKind.PROJECT and project != ctx.project:
+            raise ValidationFailed(
+                "project_name must name this namespace's project",
+                details=[ErrorDetail(path="project_name", message=f"expected {ctx.project}")],
+            )
+        await self._visible_project(ctx, project)
+        user = ctx.principal.user_id
+        if project not in ctx.joined:
+            ctx.joined.add(project)
+            await self.gateway.enter_room(ctx.sid, members_room(project), namespace=ctx.namespace)
+            await self.apply(ctx)
+            if await self.s.presence.join(project, user, f"{ctx.namespace}#{ctx.sid}"):
+                await self.s.publisher.to_members(
+                    project,
+                    "user_joined",
+                    UserJoinedEvent(user_id=user, project_name=project, timestamp=self.s.clock.now()),
+                    skip_sids=self._user_sids(project, user),
+                )
+            await self.s.audit.record(
+                user, "join", project, success=True, ip=ctx.ip, user_agent=ctx.user_agent
+            )
+        record = await self.s.store.get_project(project)
+        assert record is not None
+        joined = JoinedProjectEvent(
+            project_name=project,
+            current_state=await self.s.router.current_state(project),
+            active_users=await self.s.presence.count(project),
+            last_activity=record.last_activity,
+        )
+        await self.s.publisher.to_socket(ctx.namespace, ctx.sid, "joined_project", joined)
+        return joined.wire()
+
+    async def leave(self, ctx: SocketContext, project: str) -> dict[str, object]:
+        assert ctx.principal is not None
+        if project not in ctx.joined:
+            return {"project_name": project, "left": False}
+        ctx.joined.discard(project)
+        if ctx.kind is NamespaceKind.PORTAL:
+            ctx.subscriptions.pop(project, None)
+        await self.gateway.leave_room(ctx.sid, members_room(project), namespace=ctx.namespace)
+        await self.apply(ctx)
+        await self._left(ctx, project)
+        return {"project_name": project, "left": True}
+
+    async def leave_all(self, ctx: SocketContext) -> None:
+        for project in sorted(ctx.joined):
+            ctx.joined.discard(project)
+            await self._left(ctx, project)
+
+    async def _left(self, ctx: SocketContext, project: str) -> None:
+        assert ctx.principal is not None
+        user = ctx.principal.user_id
+        if await self.s.presence.leave(project, user, f"{ctx.namespace}#{ctx.sid}"):
+            await self.s.publisher.to_members(
+                project,
+                "user_left",
+                UserLeftEvent(user_id=user, project_name=project, timestamp=self.s.clock.now()),
+                skip_sids=self._user_sids(project, user),
+            )
+
+    def _user_sids(self, project: str, user: str) -> dict[str, list[str]]:
+        return {ns: self.gateway.sockets_of(ns, user) for ns in (PORTAL, project_namespace(project))}
