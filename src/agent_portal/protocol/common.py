@@ -92,7 +92,7 @@ class TestResult(WireModel):
     status: TestStatus
     output: str = ""
     error_message: str | None = None
-    execution_time: float = Field(ge=0, description="seconds, as the reference orchestrator records it")
+    execution_time: float = Field(ge=0, description="milliseconds (decisions §1)")
     timestamp: Timestamp
 
 
