@@ -64,6 +64,18 @@ class Task(WireModel):
     retry_count: int = Field(default=0, ge=0)
     max_retries: int = Field(default=3, ge=0)
     created_at: Timestamp
+    # Beyond the reference's Task: what a page needs to show the task without another lookup.
+    task_type: str | None = None
+    progress: int | None = Field(default=None, ge=0, le=100)
+    story_id: str | None = None
+    cycle_id: str | None = None
+    sprint_id: str | None = None
+    phase: TDDState | None = None
+    dispatched: bool | None = None
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
+    error: str | None = None
+    output: str | None = None
 
 
 class Story(WireModel):

@@ -51,6 +51,9 @@ class SystemConfig(WireModel):
     metrics_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 5.0
     test_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
     max_concurrent_cycles: Annotated[int, Field(ge=1, le=20)] = 3
+    test_command: Annotated[list[str], Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="argv of `/tdd run_tests` in the project's path; none = python -m pytest -q"
+    )
 
 
 class UserConfig(WireModel):
