@@ -7,7 +7,13 @@ import json
 import pytest
 from domain_fakes import START, make_project, make_service
 
-from agent_portal.domain.events import ApprovalRequested, ApprovalResolved, BacklogUpdated, StateChange, TaskUpdate
+from agent_portal.domain.events import (
+    ApprovalRequested,
+    ApprovalResolved,
+    BacklogUpdated,
+    StateChange,
+    TaskUpdate,
+)
 from agent_portal.domain.models import OrchestrationMode, ProjectAggregate
 from agent_portal.domain.service import OrchestratorService
 from agent_portal.domain.workflow import WorkflowState
