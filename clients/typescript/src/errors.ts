@@ -113,7 +113,8 @@ export function fromServerErrorEvent(event: string, data: unknown): WebSocketErr
         stringOr(payload.code, 'authentication_failed'),
       );
     case 'rate_limited':
-      return makeError('server', stringOr(payload.message, 'Rate limit exceeded'), 'rate_limited', {
+      // The server's acks type a rate-limit refusal as `validation`; the event is routed the same way.
+      return makeError('validation', stringOr(payload.message, 'Rate limit exceeded'), 'rate_limited', {
         retry_after: payload.retry_after,
       });
     default:

@@ -198,7 +198,7 @@ export class WebSocketManager {
   private setupSocketListeners(socket: Socket, namespace: string): void {
     socket.on('connect', () => {
       this.reconnection?.resetAttempts(namespace);
-      this.notifySubscribers(`${namespace}:connected`, { namespace, recovered: socket.recovered });
+      this.notifySubscribers(`${namespace}:connected`, { namespace, recovered: socket.recovered === true });
     });
 
     socket.on('disconnect', (reason) => {

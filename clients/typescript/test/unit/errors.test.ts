@@ -121,7 +121,7 @@ describe('error mapping', () => {
     expect(fromServerErrorEvent('authentication_failed', { message: 'Not authenticated', code: 'not_authenticated' }))
       .toMatchObject({ type: 'authentication', code: 'not_authenticated' });
     expect(fromServerErrorEvent('rate_limited', { message: 'Rate limit exceeded', retry_after: 800 })).toMatchObject({
-      type: 'server',
+      type: 'validation',
       code: 'rate_limited',
       details: { retry_after: 800 },
     });
