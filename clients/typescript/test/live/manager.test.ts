@@ -1,7 +1,8 @@
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, inject, it, vi } from 'vitest';
 
 import type { JoinedProjectEvent, MessageReceivedEvent } from '../../src/index.js';
-import { liveClient, nextEvent, record, sleep } from '../support/live.js';
+import { liveClient, newUser, nextEvent, record, sleep } from '../support/live.js';
+import { mintToken } from '../support/server.js';
 
 describe('WebSocketManager against a live server', () => {
   it('connects a namespace with the token and notifies `connected`', async () => {
@@ -13,12 +14,17 @@ describe('WebSocketManager against a live server', () => {
     expect(manager.connect('/portal')).toBe(socket);
   });
 
-  it('asks a token function at connect time', async () => {
-    const { token } = liveClient();
-    const source = vi.fn(async () => token);
-    const { manager } = liveClient({ token: source });
+  it('asks a token function at every connect, so a refreshed token is used on reconnect', async () => {
+    const user = newUser('refresh');
+    const dataDir = inject('dataDir');
+    const source = vi.fn(async () => mintToken(dataDir, user, 'member', ['demo']));
+    const { manager } = liveClient({ token: source, user });
     await nextEvent(manager, '/monitoring', 'connected');
-    expect(source).toHaveBeenCalledOnce();
+    expect(source).toHaveBeenCalledTimes(1);
+    const back = nextEvent(manager, '/monitoring', 'connected');
+    manager.connect('/monitoring').io.engine.close();
+    await back;
+    expect(source).toHaveBeenCalledTimes(2);
   });
 
   it('resolves a request with the ack data and fans the event out to subscribers', async () => {
@@ -122,5 +128,21 @@ describe('WebSocketManager against a live server', () => {
     await expect(manager.request('/project/demo', 'join_project', { project_name: 'demo' })).resolves.toMatchObject({
       project_name: 'demo',
     });
+  });
+});
+
+describe.each([
+  ['websocket only', ['websocket'] as const],
+  ['polling only', ['polling'] as const],
+  ['polling, upgraded to websocket', ['polling', 'websocket'] as const],
+])('over %s', (_label, transports) => {
+  it('connects and gets acks', async () => {
+    const { manager } = liveClient({ transports: [...transports] });
+    await expect(manager.request('/portal', 'join_project', { project_name: 'demo' })).resolves.toMatchObject({
+      project_name: 'demo',
+    });
+    const socket = manager.connect('/portal');
+    if (transports.length === 2) await expect.poll(() => socket.io.engine.transport.name).toBe('websocket');
+    else expect(socket.io.engine.transport.name).toBe(transports[0]);
   });
 });

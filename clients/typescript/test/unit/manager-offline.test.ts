@@ -49,6 +49,13 @@ describe('WebSocketManager without a server', () => {
     expect(errors.at(-1)?.code).toBe('reconnect_failed');
     expect(routed).toEqual(errors);
     expect(manager.isConnected('/portal')).toBe(false);
+
+    // Giving up is final until asked: then the attempts start over.
+    const again = new Promise<ReconnectingNotification>((resolve) => {
+      manager?.subscribe('/portal', 'reconnecting', resolve);
+    });
+    manager.reconnect('/portal');
+    expect((await again).attempt).toBe(1);
   });
 
   it('rejects a request that gets no reply in time', async () => {
