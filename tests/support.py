@@ -31,16 +31,24 @@ class LiveServer:
     _task: asyncio.Task[None]
     clients: list[socketio.AsyncClient] = field(default_factory=list)
 
-    def token(self, user: str, role: str = "member", projects: list[str] | None = None, ttl: int = 3600) -> str:
+    def token(
+        self, user: str, role: str = "member", projects: list[str] | None = None, ttl: int = 3600
+    ) -> str:
         default = ["*"] if role == "admin" else ["demo"]
-        return self.app.services.tokens.issue(user, role, projects if projects is not None else default, ttl).token  # type: ignore[arg-type]
+        return self.app.services.tokens.issue(
+            user, role, projects if projects is not None else default, ttl
+        ).token  # type: ignore[arg-type]
 
     async def add_project(self, name: str, *, external: bool = False, path: str | None = None) -> None:
         now = datetime.now(UTC)
         await self.app.services.store.add_project(ProjectRecord(name, path, external, now, now))
 
-    async def add_user(self, name: str, password: str, role: str = "member", projects: list[str] | None = None) -> None:
-        record = UserRecord(name, name, role, projects or ["demo"], PasswordService().hash(password), datetime.now(UTC))
+    async def add_user(
+        self, name: str, password: str, role: str = "member", projects: list[str] | None = None
+    ) -> None:
+        record = UserRecord(
+            name, name, role, projects or ["demo"], PasswordService().hash(password), datetime.now(UTC)
+        )
         await self.app.services.store.add_user(record)
 
     async def client(
