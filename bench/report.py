@@ -20,19 +20,22 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", False),
         ("server_cpu_pct", "server CPU % at saturation", True),
         ("loadgen_cpu_pct", "load generator CPU % at saturation", False),
+        ("other_cpu_pct", "other processes' CPU % at saturation", False),
     ],
     "ack": [
         ("acks_per_s", "acks/s", True),
         ("p50_ms", "p50 ms", False),
         ("p99_ms", "p99 ms", False),
+        ("other_cpu_pct", "other processes' CPU %", False),
     ],
     "idle": [
         ("rss_per_conn_kb", "RSS KB / connection", False),
         ("setup_per_s", "connections set up / s", True),
+        ("other_cpu_pct", "other processes' CPU %", False),
     ],
 }
 # Rows that only describe the run; no ratio is shown for them.
-INFORMATIONAL = {"server_cpu_pct", "loadgen_cpu_pct"}
+INFORMATIONAL = {"server_cpu_pct", "loadgen_cpu_pct", "other_cpu_pct"}
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:

@@ -407,9 +407,11 @@ async function main() {
     const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', url, n: parts[i], room: null, concurrency })));
     result.connect = conn;
     if (conn.ok !== cfg.n) throw new Error(`only ${conn.ok}/${cfg.n} clients connected: ${conn.lastError}`);
+    await mark('ack_start');
     const t0 = nowUs() + cfg.warmup_s * 1e6;
     const t1 = t0 + cfg.duration_s * 1e6;
     const replies = await workers.all(() => ({ cmd: 'ack', payload, t0, t1 }));
+    await mark('ack_end');
     const rtts = [];
     for (const r of replies) for (const v of r.rtts) rtts.push(v);
     const count = replies.reduce((s, r) => s + r.count, 0);
