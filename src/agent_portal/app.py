@@ -11,9 +11,14 @@ from typing import Any
 import socketio
 from starlette.applications import Starlette
 
+from agent_portal.agents.base import AgentBackend, AgentContext
+from agent_portal.agents.command import CommandBackend
+from agent_portal.agents.demo import DemoBackend
+from agent_portal.agents.testrun import TestRunner
 from agent_portal.auth.passwords import PasswordService
 from agent_portal.auth.tokens import TokenService
 from agent_portal.clock import SystemClock
+from agent_portal.domain.models import AgentType, AgentWork
 from agent_portal.gateway.base import Gateway, NamespaceModule
 from agent_portal.gateway.limits import ConnectionTracker, RateLimiter
 from agent_portal.gateway.namespaces.admin import AdminNamespace
@@ -25,6 +30,7 @@ from agent_portal.gateway.namespaces.project import ProjectNamespace
 from agent_portal.gateway.presence import Presence
 from agent_portal.gateway.publisher import Publisher
 from agent_portal.gateway.server import asgi_app, build_socket_server
+from agent_portal.orchestrator.embedded import EmbeddedOrchestrator
 from agent_portal.orchestrator.external import ExternalOrchestrators
 from agent_portal.orchestrator.router import OrchestratorRouter
 from agent_portal.protocol.common import WireModel
@@ -56,6 +62,7 @@ class PortalApp:
     services: Services
     gateway: Gateway
     http: Starlette
+    orchestrator: EmbeddedOrchestrator
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -96,7 +103,10 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         lambda kind, model: setattr(limiter, "config", model) if kind == "security" else None
     )
     audit = AuditService(store, publisher, clock)
-    router = OrchestratorRouter(store, external, embedded=None)
+    embedded = EmbeddedOrchestrator(
+        store, publisher, clock, config, metrics, _agent_picker(config, settings.demo_step_delay)
+    )
+    router = OrchestratorRouter(store, external, embedded=embedded)
     services = Services(
         settings=settings,
         clock=clock,
@@ -116,7 +126,6 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
     )
     gateway = Gateway(services, NAMESPACES)
     sio.register_namespace(gateway)
-    app = PortalApp(asgi=None, sio=sio, services=services, gateway=gateway, http=None)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -126,15 +135,35 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         finally:
             await _stop(app)
 
-    app.http = build_http_app(services, lifespan)
-    app.asgi = asgi_app(sio, app.http)
+    http = build_http_app(services, lifespan)
+    app = PortalApp(asgi_app(sio, http), sio, services, gateway, http, embedded)
     return app
+
+
+def _agent_picker(
+    config: ConfigService, demo_delay: float
+) -> Callable[[AgentWork, AgentContext], AgentBackend]:
+    """Test runs use the project's real test command; agents run their configured program, else the demo."""
+    demo = DemoBackend(step_delay=demo_delay)
+    runner = TestRunner()
+
+    def pick(work: AgentWork, context: AgentContext) -> AgentBackend:
+        if work.kind == "run_tests" and context.project_path is not None:
+            return runner
+        commands = {
+            agent: settings.command
+            for agent in AgentType
+            if (settings := getattr(config.agents, agent.value)).command
+        }
+        return CommandBackend(commands, fallback=demo) if work.agent_type in commands else demo
+
+    return pick
 
 
 def _counts(app: PortalApp) -> tuple[int, int, int]:
     contexts = app.gateway.contexts.values()
     projects = {c.project for c in contexts if c.project} | {p for c in contexts for p in c.joined}
-    return len(app.gateway.contexts), len(projects), 0
+    return len(app.gateway.contexts), len(projects), app.orchestrator.active_tasks()
 
 
 async def _start(app: PortalApp) -> None:
@@ -148,6 +177,8 @@ async def _start(app: PortalApp) -> None:
         disk_path=str(s.settings.data_dir.resolve()),
     )
     app.tasks.append(asyncio.create_task(metrics_loop.run(), name="system-metrics"))
+    await app.orchestrator.start()
+    app.tasks.append(asyncio.create_task(app.orchestrator.run_expiry(), name="approval-expiry"))
 
 
 async def _stop(app: PortalApp) -> None:
@@ -157,5 +188,6 @@ async def _stop(app: PortalApp) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     app.tasks.clear()
+    await app.orchestrator.stop()
     app.services.chat.close()
     await app.services.store.close()

@@ -44,7 +44,7 @@ class Settings:
     max_attachment_bytes: int = 10 * 1024 * 1024
     security: SecurityLimits = field(default_factory=SecurityLimits)
     static_dir: Path | None = None
-    demo_agents: bool = True
+    demo_step_delay: float = 0.4
     log_json: bool = True
 
     @property
