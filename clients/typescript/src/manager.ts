@@ -65,6 +65,10 @@ export class WebSocketManager {
   private readonly io: Manager;
   private readonly sockets = new Map<string, Socket>();
   private readonly subscriptions = new Map<string, Set<Callback>>();
+  // Requests waiting for an ack, per namespace, so a connect that fails for good fails them at once.
+  private readonly pending = new Map<string, Set<(error: WebSocketError) => void>>();
+  // Why a namespace is down for good (refused, or reconnection gave up), until `reconnect`.
+  private readonly failures = new Map<string, WebSocketError>();
   private readonly token: TokenSource | undefined;
   private readonly ackTimeout: number;
   private readonly errorHandler: WebSocketErrorHandler | null;
@@ -103,6 +107,7 @@ export class WebSocketManager {
   /** Forgets failed attempts and connects again now (after `reconnect_failed`, or to retry a refusal). */
   reconnect(namespace: Namespace): Socket {
     this.reconnection?.resetAttempts(namespace);
+    this.failures.delete(namespace);
     const socket = this.connect(namespace);
     if (!socket.connected) socket.connect();
     return socket;
@@ -149,7 +154,8 @@ export class WebSocketManager {
 
   /**
    * Sends an event with an ack: resolves the server's `{ok: true, data}` with `data`, rejects with a
-   * WebSocketRequestError on `{ok: false, error}`, on a disconnect and when no reply comes in time.
+   * WebSocketRequestError on `{ok: false, error}`, when no reply comes in time, on a disconnect, and
+   * at once while the namespace is refused or reconnection has given up.
    */
   request<N extends Namespace, E extends ClientEventName<N>>(
     namespace: N,
@@ -160,15 +166,36 @@ export class WebSocketManager {
     const socket = this.connect(namespace);
     const timeout = options.timeout ?? this.ackTimeout;
     return new Promise((resolve, reject) => {
-      const fail = (error: WebSocketError): void => reject(new WebSocketRequestError(error, namespace, event));
+      const failure = this.failures.get(namespace);
+      if (failure) {
+        reject(new WebSocketRequestError(failure, namespace, event));
+        return;
+      }
+      let waiting = this.pending.get(namespace);
+      if (!waiting) {
+        waiting = new Set();
+        this.pending.set(namespace, waiting);
+      }
+      const pending = waiting;
+      const fail = (error: WebSocketError): void => {
+        pending.delete(fail);
+        reject(new WebSocketRequestError(error, namespace, event));
+      };
+      pending.add(fail);
       socket.timeout(timeout).emit(event, data, (err: Error | null, ack: unknown) => {
+        if (!pending.has(fail)) return; // already failed with the namespace
+        pending.delete(fail);
         if (err) {
           const timedOut = err.message === 'operation has timed out';
           const message = timedOut ? `No reply to ${event} within ${timeout} ms` : err.message;
           fail(makeError('network', message, timedOut ? 'ack_timeout' : 'disconnected'));
           return;
         }
-        const reply = (typeof ack === 'object' && ack !== null ? ack : {}) as { ok?: unknown; data?: unknown; error?: unknown };
+        const reply = (typeof ack === 'object' && ack !== null ? ack : {}) as {
+          ok?: unknown;
+          data?: unknown;
+          error?: unknown;
+        };
         if (reply.ok === true) resolve(reply.data);
         else if (reply.ok === false) fail(fromWireError(reply.error));
         else fail(makeError('server', `Malformed reply to ${event}`, 'malformed_ack', ack));
@@ -184,9 +211,11 @@ export class WebSocketManager {
       if (!socket) continue;
       this.sockets.delete(name);
       this.reconnection?.resetAttempts(name);
+      this.failures.delete(name);
       socket.disconnect();
       socket.offAny();
       socket.removeAllListeners();
+      this.failPending(socket, name, makeError('connection', `Disconnected from ${name}`, 'client_disconnect'));
     }
   }
 
@@ -198,6 +227,7 @@ export class WebSocketManager {
   private setupSocketListeners(socket: Socket, namespace: string): void {
     socket.on('connect', () => {
       this.reconnection?.resetAttempts(namespace);
+      this.failures.delete(namespace);
       this.notifySubscribers(`${namespace}:connected`, { namespace, recovered: socket.recovered === true });
     });
 
@@ -209,8 +239,12 @@ export class WebSocketManager {
     socket.on('connect_error', (err: Error & { data?: unknown }) => {
       const error = fromConnectError(err);
       this.reportError(namespace, error);
-      const refusedForGood = error.type !== 'network' && !RETRYABLE_REFUSALS.has(error.code ?? '');
-      if (!refusedForGood) this.scheduleReconnect(socket, namespace);
+      const code = error.code ?? '';
+      // An expired token is worth a retry when the token source can hand out a fresh one.
+      const retryable = RETRYABLE_REFUSALS.has(code) || (code === 'token_expired' && typeof this.token === 'function');
+      const refusedForGood = error.type !== 'network' && !retryable;
+      if (refusedForGood) this.fail(socket, namespace, error);
+      else this.scheduleReconnect(socket, namespace);
     });
 
     socket.onAny((event: string, data: unknown) => {
@@ -236,6 +270,7 @@ export class WebSocketManager {
       );
       // Stop hearing the shared connection's failures; `reconnect()` subscribes again.
       socket.disconnect();
+      this.fail(socket, namespace, error);
       this.reportError(namespace, error);
       this.notifySubscribers(`${namespace}:reconnect_failed`, { namespace, attempts, error });
       return;
@@ -244,6 +279,20 @@ export class WebSocketManager {
       if (this.sockets.get(namespace) === socket && !socket.connected) socket.connect();
     });
     if (schedule) this.notifySubscribers(`${namespace}:reconnecting`, schedule);
+  }
+
+  /** The namespace is down until `reconnect`: fail what waits on it, and what would wait. */
+  private fail(socket: Socket, namespace: string, error: WebSocketError): void {
+    this.failures.set(namespace, error);
+    this.failPending(socket, namespace, error);
+  }
+
+  private failPending(socket: Socket, namespace: string, error: WebSocketError): void {
+    // Emits buffered for a connect that will not come must not be sent by a later one.
+    socket.sendBuffer = [];
+    const waiting = this.pending.get(namespace);
+    this.pending.delete(namespace);
+    for (const fail of waiting ?? []) fail(error);
   }
 
   private reportError(namespace: string, error: WebSocketError): void {

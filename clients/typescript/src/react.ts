@@ -4,6 +4,7 @@ import {
   useCallback,
   useContext,
   useEffect,
+  useInsertionEffect,
   useRef,
   useState,
   type DependencyList,
@@ -47,7 +48,9 @@ export function useWebSocketEvent<E extends SubscriptionEventName>(
 ): void {
   const resolved = useWebSocketManager(manager);
   const latest = useRef(callback);
-  latest.current = callback;
+  useInsertionEffect(() => {
+    latest.current = callback;
+  });
   useEffect(
     () => resolved.subscribe(namespace, event, (data) => latest.current(data)),
     // eslint-disable-next-line react-hooks/exhaustive-deps -- the spec's API: the caller lists extra deps

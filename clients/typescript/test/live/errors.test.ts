@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 
 import {
   WebSocketErrorHandler,
@@ -6,7 +6,8 @@ import {
   type WebSocketError,
   type WebSocketErrorType,
 } from '../../src/index.js';
-import { liveClient, nextEvent, record, sleep } from '../support/live.js';
+import { liveClient, newUser, nextEvent, record, sleep } from '../support/live.js';
+import { mintToken } from '../support/server.js';
 
 function routingHandler(): { handler: WebSocketErrorHandler; routed: Array<[WebSocketErrorType, WebSocketError, string]> } {
   const routed: Array<[WebSocketErrorType, WebSocketError, string]> = [];
@@ -28,12 +29,32 @@ describe('errors from a live server, routed by type', () => {
     const { handler, routed } = routingHandler();
     const { manager } = liveClient({ token: 'not-a-jwt', errorHandler: handler });
     const reconnecting = record(manager, '/portal', 'reconnecting');
-    const error = await nextEvent(manager, '/portal', 'error');
-    expect(error).toMatchObject({ type: 'authentication', code: 'invalid_token' });
+    const error = nextEvent(manager, '/portal', 'error');
+    // Sent before the refusal (buffered): failed with it, not left to time out.
+    const early = manager.request('/portal', 'join_project', { project_name: 'demo' });
+    expect(await error).toMatchObject({ type: 'authentication', code: 'invalid_token' });
+    await expect(early).rejects.toMatchObject({ type: 'authentication', code: 'invalid_token' });
+    await expect(manager.request('/portal', 'join_project', { project_name: 'demo' })).rejects.toMatchObject({
+      code: 'invalid_token',
+    });
     expect(routed.map(([type, , namespace]) => [type, namespace])).toEqual([['authentication', '/portal']]);
     await sleep(1500);
     expect(reconnecting).toEqual([]);
     expect(manager.isConnected('/portal')).toBe(false);
+  });
+
+  it('an expired token is retried when the token source can refresh it', async () => {
+    const { handler, routed } = routingHandler();
+    const user = newUser('expiring');
+    const dataDir = inject('dataDir');
+    const expired = mintToken(dataDir, user, 'member', ['demo'], 1);
+    await sleep(2100);
+    const tokens = [expired, mintToken(dataDir, user, 'member', ['demo'])];
+    const { manager } = liveClient({ user, token: () => tokens.shift(), errorHandler: handler });
+    const scheduled = nextEvent(manager, '/portal', 'reconnecting');
+    await nextEvent(manager, '/portal', 'connected', 10_000);
+    expect(routed.map(([type, e]) => [type, e.code])).toEqual([['authentication', 'token_expired']]);
+    expect((await scheduled).attempt).toBe(1);
   });
 
   it('a project outside the token is refused at connect', async () => {

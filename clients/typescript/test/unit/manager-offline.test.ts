@@ -37,8 +37,15 @@ describe('WebSocketManager without a server', () => {
     const failed = new Promise<number>((resolve) => {
       manager?.subscribe('/portal', 'reconnect_failed', ({ attempts }) => resolve(attempts));
     });
+    const waiting = manager.request('/portal', 'join_project', { project_name: 'demo' });
+    const outcome = waiting.catch((error: unknown) => error);
 
     expect(await failed).toBe(3);
+    // The request waited through the retries and fails with the give-up, not with a timeout.
+    expect(await outcome).toMatchObject({ type: 'connection', code: 'reconnect_failed' });
+    await expect(manager.request('/portal', 'leave_project', { project_name: 'demo' })).rejects.toMatchObject({
+      code: 'reconnect_failed',
+    });
     expect(scheduled.map(({ attempt }) => attempt)).toEqual([1, 2, 3]);
     scheduled.forEach(({ delay }, index) => {
       const base = 40 * 2 ** index;
