@@ -295,7 +295,7 @@ export interface MessageReceivedEvent {
   project_name: string;
   user_id: string;
   content: string;
-  type: "command" | "response" | "system" | "thread";
+  type: "command" | "response" | "system" | "thread" | "message";
   /** @format date-time */
   timestamp: string;
   thread_id?: string | null;
@@ -535,6 +535,23 @@ export interface Task {
   max_retries?: number;
   /** @format date-time */
   created_at: string;
+  task_type?: string | null;
+  /**
+   * @minimum 0
+   * @maximum 100
+   */
+  progress?: number | null;
+  story_id?: string | null;
+  cycle_id?: string | null;
+  sprint_id?: string | null;
+  phase?: "design" | "test_red" | "code_green" | "refactor" | "commit" | null;
+  dispatched?: boolean | null;
+  /** @format date-time */
+  started_at?: string | null;
+  /** @format date-time */
+  completed_at?: string | null;
+  error?: string | null;
+  output?: string | null;
 }
 
 export interface TaskUpdateEvent {
@@ -576,7 +593,7 @@ export interface TestResult {
   output?: string;
   error_message?: string | null;
   /**
-   * seconds, as the reference orchestrator records it
+   * milliseconds (decisions §1)
    * @minimum 0
    */
   execution_time: number;
