@@ -114,6 +114,7 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         tokens=TokenService(load_secret(settings)),
         passwords=PasswordService(),
         limiter=limiter,
+        login_limiter=RateLimiter(SecurityConfig(events_per_second=5, events_per_minute=10)),
         connections=ConnectionTracker(),
         presence=Presence(),
         publisher=publisher,

@@ -28,6 +28,8 @@ class Services:
     tokens: TokenService
     passwords: PasswordService
     limiter: RateLimiter
+    # Password guessing gets a much tighter budget than socket events.
+    login_limiter: RateLimiter
     connections: ConnectionTracker
     presence: Presence
     publisher: Publisher

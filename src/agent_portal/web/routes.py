@@ -74,7 +74,7 @@ class Web:
 
     async def login(self, request: Request) -> Response:
         ip = request.client.host if request.client else "?"
-        verdict = self.s.limiter.hit(f"login:{ip}")
+        verdict = self.s.login_limiter.hit(ip)
         if not verdict.allowed:
             return _error(429, "rate_limited", "Rate limit exceeded", retry_after=verdict.retry_after_ms)
         try:
