@@ -73,7 +73,11 @@ export interface ProjectWebSocket {
   ) => Promise<unknown>;
 }
 
-/** Connects to `/project/{name}`, joins the project on mount and leaves it on unmount (the spec's hook). */
+/**
+ * Connects to `/project/{name}`, joins the project on mount and leaves it on unmount (the spec's hook).
+ * The join is sent once connected, and again after a reconnect the server did not recover (a new
+ * session has no rooms); the leave only while connected (a closed session has left already).
+ */
 export function useProjectWebSocket(projectName: string, manager?: WebSocketManager): ProjectWebSocket {
   const resolved = useWebSocketManager(manager);
   const namespace = projectNamespace(projectName);
@@ -87,19 +91,20 @@ export function useProjectWebSocket(projectName: string, manager?: WebSocketMana
   useWebSocketEvent(namespace, 'disconnected', () => setConnected(false), [], resolved);
   useWebSocketEvent(namespace, 'error', (err) => setError(err.message), [], resolved);
 
-  const joinProject = useCallback(() => {
-    resolved.emit(namespace, 'join_project', { project_name: projectName });
-  }, [resolved, namespace, projectName]);
-
-  const leaveProject = useCallback(() => {
-    resolved.emit(namespace, 'leave_project', { project_name: projectName });
-  }, [resolved, namespace, projectName]);
-
   useEffect(() => {
+    const join = (): void => resolved.emit(namespace, 'join_project', { project_name: projectName });
+    const unsubscribe = resolved.subscribe(namespace, 'connected', ({ recovered }) => {
+      if (!recovered) join();
+    });
     setConnected(resolved.isConnected(namespace));
-    joinProject();
-    return () => leaveProject();
-  }, [resolved, namespace, joinProject, leaveProject]);
+    if (resolved.isConnected(namespace)) join();
+    return () => {
+      unsubscribe();
+      if (resolved.isConnected(namespace)) {
+        resolved.emit(namespace, 'leave_project', { project_name: projectName });
+      }
+    };
+  }, [resolved, namespace, projectName]);
 
   const emit = useCallback<ProjectWebSocket['emit']>(
     (event, data) => resolved.emit(namespace, event, data),

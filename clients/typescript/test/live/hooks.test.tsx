@@ -50,6 +50,26 @@ describe('React hooks in a DOM, against a live server', () => {
     expect(await left).toMatchObject({ user_id: user, project_name: 'demo' });
   });
 
+  it('useProjectWebSocket joins again after a reconnect', async () => {
+    const observer = liveClient({ role: 'viewer' });
+    await observer.manager.request('/project/demo', 'join_project', { project_name: 'demo' });
+    const { manager, user } = liveClient();
+    const mine = (event: { user_id: string }): boolean => event.user_id === user;
+
+    const joined = nextEvent(observer.manager, '/project/demo', 'user_joined', 5000, mine);
+    const { result } = renderHook(() => useProjectWebSocket('demo', manager));
+    await joined;
+    await waitFor(() => expect(result.current.connected).toBe(true));
+
+    const left = nextEvent(observer.manager, '/project/demo', 'user_left', 5000, mine);
+    const rejoined = nextEvent(observer.manager, '/project/demo', 'user_joined', 10_000, mine);
+    act(() => manager.connect('/project/demo').io.engine.close());
+    await left;
+    await waitFor(() => expect(result.current.connected).toBe(false));
+    await rejoined;
+    await waitFor(() => expect(result.current.connected).toBe(true));
+  });
+
   it('reports disconnection and errors', async () => {
     const { manager } = liveClient({ token: 'not-a-jwt', reconnection: false });
     render(<ProjectStatus project="demo" manager={manager} />);

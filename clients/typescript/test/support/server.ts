@@ -86,8 +86,10 @@ export class LiveServer {
     const args = [...cliPrefix(), 'serve', '--host', '127.0.0.1', '--port', String(this.port), '--data-dir', this.dataDir];
     const child = spawn(python, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.process = child;
+    const echo = process.env.AGENT_PORTAL_SERVER_LOG === '1';
     const collect = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString()).slice(-20_000);
+      if (echo) process.stderr.write(chunk);
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
