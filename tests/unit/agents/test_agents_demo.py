@@ -133,7 +133,9 @@ async def test_different_stories_get_different_tests() -> None:
 
 
 def test_epic_with_several_clauses_becomes_those_stories() -> None:
-    stories = propose_stories("Users can register with email, log in with a password; reset a forgotten password")
+    stories = propose_stories(
+        "Users can register with email, log in with a password; reset a forgotten password"
+    )
     assert [s["title"] for s in stories] == [
         "Users can register with email",
         "Log in with a password",
@@ -197,7 +199,9 @@ async def test_the_domain_accepts_a_whole_demo_sprint() -> None:
     backend = DemoBackend(step_delay=0, clock=clock.now)
     project = new_project("demo", OrchestrationMode.AUTONOMOUS)
 
-    queue = list(service.handle(project, '/epic "Users can register with email, log in with a password"').work)
+    queue = list(
+        service.handle(project, '/epic "Users can register with email, log in with a password"').work
+    )
     runs = 0
     while True:
         if not queue:
@@ -221,6 +225,9 @@ async def test_the_domain_accepts_a_whole_demo_sprint() -> None:
         queue += outcome.work
 
     assert project.state is WorkflowState.SPRINT_REVIEW
-    assert [s.title for s in project.stories.values()] == ["Users can register with email", "Log in with a password"]
+    assert [s.title for s in project.stories.values()] == [
+        "Users can register with email",
+        "Log in with a password",
+    ]
     assert all(c.is_complete for c in project.tdd_cycles.values())
     assert runs == 1 + 2 * 5
