@@ -63,7 +63,8 @@ def _split_classname(classname: str, project_path: Path | None) -> tuple[str, st
     """pytest's xunit2 reports give ``classname="pkg.test_mod.TestClass"`` and no file: find the
     longest dotted prefix that is a ``.py`` file in the project; the rest is the class path."""
     parts = [p for p in classname.split(".") if p]
-    if project_path is not None:
+    # Dotted module names never hold path separators; one that does must not walk the file system.
+    if project_path is not None and not any("/" in p or "\\" in p for p in parts):
         for cut in range(len(parts), 0, -1):
             candidate = Path(*parts[:cut]).with_suffix(".py")
             if (project_path / candidate).is_file():
