@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,11 @@ def tree_cpu_s(proc: psutil.Process) -> float:
 
 
 def run_loadgen(
-    server: Server, case: Case, profile: Profile, log_path: Path
+    server: Server,
+    case: Case,
+    profile: Profile,
+    log_path: Path,
+    on_mark: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Mark]]:
     config = {
         "port": server.port,
@@ -229,6 +234,8 @@ def run_loadgen(
                         loadgen_cpu_s=tree_cpu_s(ps),
                         machine_busy_s=machine_busy_s(),
                     )
+                    if on_mark is not None:
+                        on_mark(name)
                     proc.stdin.write("OK\n")
                     proc.stdin.flush()
                 elif line.startswith("RESULT "):
