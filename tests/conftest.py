@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import uuid
+
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +18,53 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
         await live.add_project("demo")
         await live.add_project("other")
         yield live
+
+
+def _service_missing(name: str, error: Exception) -> None:
+    # In CI the services are part of the machine: a missing one is a failure, never a silent skip.
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required in CI: {error}")
+    pytest.skip(f"{name} not reachable: {error}")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    return os.environ.get("AGENT_PORTAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database per test, dropped afterwards. Synchronous, so parametrized fixtures can ask
+    for it with request.getfixturevalue."""
+    import asyncpg
+
+    name = f"agent_portal_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_admin_url, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        _service_missing("PostgreSQL", exc)
+    base = postgres_admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("AGENT_PORTAL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _service_missing("Redis", exc)
+    return url

@@ -79,7 +79,7 @@ def _defaults(settings: Settings) -> dict[str, WireModel]:
             token_ttl_seconds=limits.token_ttl_seconds,
         ),
         "system": SystemConfig(
-            approval_timeout_minutes=max(1, settings.approval_timeout_seconds // 60),
+            approval_timeout_seconds=settings.approval_timeout_seconds,
             metrics_interval_seconds=settings.metrics_interval_seconds,
         ),
     }

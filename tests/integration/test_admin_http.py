@@ -44,7 +44,7 @@ async def test_config_changes_are_validated_persisted_and_broadcast(server: Live
 
 async def test_agent_and_system_config_take_effect(server: LiveServer) -> None:
     admin = await server.client("/admin", server.token("root", "admin"))
-    await admin.call("update_config", {"config_type": "system", "changes": {"approval_timeout_minutes": 5}})
+    await admin.call("update_config", {"config_type": "system", "changes": {"approval_timeout_seconds": 300}})
     chat = await server.client("/chat/demo", server.token("root", "admin"))
     await chat.call("send_message", {"content": '/epic "Payments"', "type": "command"})
     project = await server.client("/project/demo", server.token("root", "admin"))

@@ -83,7 +83,7 @@ class EmbeddedOrchestrator:
             self._cache[project] = cached
         # System settings take effect live, on every project.
         system = self._config.system
-        cached.aggregate.settings.approval_timeout_seconds = system.approval_timeout_minutes * 60
+        cached.aggregate.settings.approval_timeout_seconds = system.approval_timeout_seconds
         cached.aggregate.settings.max_concurrent_cycles = system.max_concurrent_cycles
         cached.aggregate.mode = OrchestrationMode(system.orchestration_mode)
         return cached
@@ -119,7 +119,8 @@ class EmbeddedOrchestrator:
                 self._cache.pop(project, None)
                 raise
             self._track_deadline(project, cached.aggregate)
-        await self._publish(outcome.events)
+            # Published under the lock: events of one project leave in the order they were committed.
+            await self._publish(outcome.events)
         for work in outcome.work:
             self._dispatch(work)
         return outcome

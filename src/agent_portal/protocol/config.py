@@ -46,7 +46,7 @@ class AgentConfig(WireModel):
 
 
 class SystemConfig(WireModel):
-    approval_timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 30
+    approval_timeout_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 30 * 60
     orchestration_mode: Literal["blocking", "partial", "autonomous"] = "blocking"
     metrics_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 5.0
     test_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300

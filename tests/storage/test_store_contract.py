@@ -1,0 +1,121 @@
+"""One contract, every backend: the same store tests on SQLite and on PostgreSQL (a real server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent_portal.errors import ConflictError
+from agent_portal.storage import Store, open_store
+from agent_portal.storage.store import (
+    AttachmentRecord,
+    AuditRecord,
+    ConfigRecord,
+    MessageRecord,
+    ProjectRecord,
+    TestOutputRecord,
+    ThreadRecord,
+    UserRecord,
+    VersionConflict,
+)
+
+T0 = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_users_and_projects(store: Store) -> None:
+    await store.add_user(UserRecord("alice", "alice", "member", ["demo"], "hash", T0))
+    with pytest.raises(ConflictError):
+        await store.add_user(UserRecord("alice", "alice", "member", [], None, T0))
+    user = await store.get_user_by_name("alice")
+    assert user is not None and user.projects == ["demo"] and user.created_at == T0
+    assert await store.count_users() == 1
+    await store.add_project(ProjectRecord("demo", "/tmp/demo", False, T0, T0))
+    with pytest.raises(ConflictError):
+        await store.add_project(ProjectRecord("demo", None, True, T0, T0))
+    await store.touch_project("demo", T0 + timedelta(hours=1))
+    project = await store.get_project("demo")
+    assert project is not None and project.last_activity == T0 + timedelta(hours=1)
+    assert [p.name for p in await store.list_projects()] == ["demo"]
+
+
+async def test_project_state_is_versioned(store: Store) -> None:
+    assert await store.load_project_state("demo") is None
+    assert await store.save_project_state("demo", {"state": "IDLE"}, 0, T0) == 1
+    with pytest.raises(VersionConflict):
+        await store.save_project_state("demo", {"state": "X"}, 0, T0)
+    assert await store.save_project_state("demo", {"state": "BACKLOG_READY", "n": [1, 2]}, 1, T0) == 2
+    with pytest.raises(VersionConflict):
+        await store.save_project_state("demo", {"state": "lost update"}, 1, T0)
+    assert await store.load_project_state("demo") == (2, {"state": "BACKLOG_READY", "n": [1, 2]})
+
+
+async def test_chat_messages_threads_reactions(store: Store) -> None:
+    for i in range(5):
+        await store.add_message(MessageRecord(f"m{i}", "demo", "alice", f"text {i}", "message", T0 + timedelta(seconds=i)))
+    await store.add_message(MessageRecord("x", "other", "bob", "elsewhere", "message", T0))
+    page = await store.list_messages("demo", before=None, thread_id=None, limit=2)
+    assert [m.id for m in page] == ["m3", "m4"]
+    older = await store.list_messages("demo", before=page[0].created_at, thread_id=None, limit=10)
+    assert [m.id for m in older] == ["m0", "m1", "m2"]
+    await store.add_thread(ThreadRecord("t1", "demo", "m0", "bob", T0))
+    with pytest.raises(ConflictError):
+        await store.add_thread(ThreadRecord("t2", "demo", "m0", "bob", T0))
+    await store.add_message(MessageRecord("r1", "demo", "bob", "re", "thread", T0 + timedelta(minutes=1), thread_id="t1"))
+    await store.add_message(MessageRecord("r2", "demo", "alice", "re", "thread", T0 + timedelta(minutes=2), thread_id="t1"))
+    stats = await store.thread_stats("t1")
+    assert (stats.message_count, stats.participants) == (2, ["bob", "alice"])
+    assert (await store.get_thread_by_parent("m0")) is not None
+    assert await store.set_reaction("m1", "👍", "alice", True, T0) is True
+    assert await store.set_reaction("m1", "👍", "alice", True, T0) is False
+    assert await store.set_reaction("m1", "👍", "bob", True, T0) is True
+    assert await store.reactions_for(["m1", "m2"]) == {"m1": {"👍": ["alice", "bob"]}}
+    assert await store.set_reaction("m1", "👍", "alice", False, T0) is True
+    assert await store.reactions_for(["m1"]) == {"m1": {"👍": ["bob"]}}
+
+
+async def test_attachments_output_audit_config(store: Store) -> None:
+    await store.add_attachment(AttachmentRecord("a1", "demo", "f.txt", "text/plain", 3, "alice", T0, b"abc"))
+    attachment = await store.get_attachment("a1")
+    assert attachment is not None and attachment.content == b"abc"
+    await store.add_test_output([TestOutputRecord("c1", n, "demo", "stdout", f"line {n}", T0) for n in range(1, 6)])
+    tail = await store.list_test_output("c1", 2, 2)
+    assert [r.sequence_number for r in tail] == [3, 4]
+    first = await store.add_audit(AuditRecord("alice", "login", "auth", True, T0, "127.0.0.1", "ua"))
+    second = await store.add_audit(AuditRecord("bob", "join", "demo", False, T0 + timedelta(seconds=1), error="x"))
+    assert second.id > first.id
+    newest = await store.list_audit(before=None, limit=1)
+    assert [r.action for r in newest] == ["join"]
+    assert [r.action for r in await store.list_audit(before=newest[0].created_at, limit=10)] == ["login"]
+    await store.set_config(ConfigRecord("security", {"events_per_second": 5}, "root", T0))
+    await store.set_config(ConfigRecord("security", {"events_per_second": 7}, "root", T0))
+    config = await store.get_config("security")
+    assert config is not None and config.data == {"events_per_second": 7}
+
+
+async def test_migrations_are_idempotent(store: Store, store_url: str) -> None:
+    await store.add_user(UserRecord("alice", "alice", "member", [], None, T0))
+    # Opening the same database again runs the migrations again: nothing to do, nothing lost.
+    again = await open_store(store_url)
+    try:
+        assert await again.get_user("alice") is not None
+    finally:
+        await again.close()
