@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
