@@ -46,7 +46,9 @@ async def approve_until(project: Recorder, done: Any, timeout: float = 60) -> No
             for request in project.of("approval_request"):
                 if request["request_id"] not in approved | resolved:
                     approved.add(request["request_id"])
-                    reply = await project.call("resolve_approval", {"request_id": request["request_id"], "approved": True})
+                    reply = await project.call(
+                        "resolve_approval", {"request_id": request["request_id"], "approved": True}
+                    )
                     assert reply["ok"] is True and reply["data"]["success"] is True, reply
             await asyncio.sleep(0.02)
 
@@ -86,7 +88,10 @@ async def test_a_whole_project_from_the_chat(fast_server: LiveServer) -> None:
     planned = await command(chat, "/sprint plan")
     assert planned["success"] is True and story_id in planned["result"]["stories"]
     refused = await command(chat, "/sprint plan")
-    assert refused["success"] is False and refused["error"] == "Command /sprint plan not allowed in state SPRINT_PLANNED"
+    assert (
+        refused["success"] is False
+        and refused["error"] == "Command /sprint plan not allowed in state SPRINT_PLANNED"
+    )
     started = await command(chat, "/sprint start")
     assert started["success"] is True
 
@@ -108,7 +113,9 @@ async def test_a_whole_project_from_the_chat(fast_server: LiveServer) -> None:
     assert states(project) == ["BACKLOG_READY", "SPRINT_PLANNED", "SPRINT_ACTIVE", "SPRINT_REVIEW", "IDLE"]
     changes = project.of("state_change")
     assert changes[0]["command"] == "/epic" and changes[0]["triggered_by"] == "alice"
-    assert changes[3]["triggered_by"] == "system" and changes[3].get("reason"), "the automatic review says why"
+    assert changes[3]["triggered_by"] == "system" and changes[3].get("reason"), (
+        "the automatic review says why"
+    )
     assert states(portal) == states(project), "the portal's project room sees the workflow too"
 
     # Tasks: progress is monotone, each finishes completed.
@@ -141,7 +148,11 @@ async def test_a_whole_project_from_the_chat(fast_server: LiveServer) -> None:
     assert not other_project.events
     # The chat saw each command's message, result and response, in that order.
     kinds = [(n, d.get("type")) for n, d in chat.events if n in ("message_received", "command_result")]
-    assert kinds[:3] == [("message_received", "command"), ("command_result", None), ("message_received", "response")]
+    assert kinds[:3] == [
+        ("message_received", "command"),
+        ("command_result", None),
+        ("message_received", "response"),
+    ]
 
 
 async def test_viewer_cannot_approve_and_members_can_reject(fast_server: LiveServer) -> None:
@@ -153,7 +164,9 @@ async def test_viewer_cannot_approve_and_members_can_reject(fast_server: LiveSer
     request = await lead.wait_for("approval_request")
     refused = await viewer.call("resolve_approval", {"request_id": request["request_id"], "approved": True})
     assert refused["ok"] is False and refused["error"]["code"] == "forbidden"
-    rejected = await lead.call("resolve_approval", {"request_id": request["request_id"], "approved": False, "comment": "later"})
+    rejected = await lead.call(
+        "resolve_approval", {"request_id": request["request_id"], "approved": False, "comment": "later"}
+    )
     assert rejected["data"]["success"] is True
     resolved = await viewer.wait_for("approval_resolved")
     assert resolved == {
@@ -198,4 +211,8 @@ async def test_approvals_expire_on_time(tmp_path: Path) -> None:
         request = await project.wait_for("approval_request")
         resolved = await project.wait_for("approval_resolved", timeout=5)
         assert resolved["request_id"] == request["request_id"]
-        assert (resolved["approved"], resolved["resolved_by"], resolved["comment"]) == (False, "system", "expired")
+        assert (resolved["approved"], resolved["resolved_by"], resolved["comment"]) == (
+            False,
+            "system",
+            "expired",
+        )

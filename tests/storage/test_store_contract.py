@@ -70,7 +70,9 @@ async def test_project_state_is_versioned(store: Store) -> None:
 
 async def test_chat_messages_threads_reactions(store: Store) -> None:
     for i in range(5):
-        await store.add_message(MessageRecord(f"m{i}", "demo", "alice", f"text {i}", "message", T0 + timedelta(seconds=i)))
+        await store.add_message(
+            MessageRecord(f"m{i}", "demo", "alice", f"text {i}", "message", T0 + timedelta(seconds=i))
+        )
     await store.add_message(MessageRecord("x", "other", "bob", "elsewhere", "message", T0))
     page = await store.list_messages("demo", before=None, thread_id=None, limit=2)
     assert [m.id for m in page] == ["m3", "m4"]
@@ -79,8 +81,12 @@ async def test_chat_messages_threads_reactions(store: Store) -> None:
     await store.add_thread(ThreadRecord("t1", "demo", "m0", "bob", T0))
     with pytest.raises(ConflictError):
         await store.add_thread(ThreadRecord("t2", "demo", "m0", "bob", T0))
-    await store.add_message(MessageRecord("r1", "demo", "bob", "re", "thread", T0 + timedelta(minutes=1), thread_id="t1"))
-    await store.add_message(MessageRecord("r2", "demo", "alice", "re", "thread", T0 + timedelta(minutes=2), thread_id="t1"))
+    await store.add_message(
+        MessageRecord("r1", "demo", "bob", "re", "thread", T0 + timedelta(minutes=1), thread_id="t1")
+    )
+    await store.add_message(
+        MessageRecord("r2", "demo", "alice", "re", "thread", T0 + timedelta(minutes=2), thread_id="t1")
+    )
     stats = await store.thread_stats("t1")
     assert (stats.message_count, stats.participants) == (2, ["bob", "alice"])
     assert (await store.get_thread_by_parent("m0")) is not None
@@ -96,11 +102,15 @@ async def test_attachments_output_audit_config(store: Store) -> None:
     await store.add_attachment(AttachmentRecord("a1", "demo", "f.txt", "text/plain", 3, "alice", T0, b"abc"))
     attachment = await store.get_attachment("a1")
     assert attachment is not None and attachment.content == b"abc"
-    await store.add_test_output([TestOutputRecord("c1", n, "demo", "stdout", f"line {n}", T0) for n in range(1, 6)])
+    await store.add_test_output(
+        [TestOutputRecord("c1", n, "demo", "stdout", f"line {n}", T0) for n in range(1, 6)]
+    )
     tail = await store.list_test_output("c1", 2, 2)
     assert [r.sequence_number for r in tail] == [3, 4]
     first = await store.add_audit(AuditRecord("alice", "login", "auth", True, T0, "127.0.0.1", "ua"))
-    second = await store.add_audit(AuditRecord("bob", "join", "demo", False, T0 + timedelta(seconds=1), error="x"))
+    second = await store.add_audit(
+        AuditRecord("bob", "join", "demo", False, T0 + timedelta(seconds=1), error="x")
+    )
     assert second.id > first.id
     newest = await store.list_audit(before=None, limit=1)
     assert [r.action for r in newest] == ["join"]

@@ -50,14 +50,27 @@ def results_for(phase: str | None, n: int, now: datetime) -> list[TestResult]:
     else:
         return []
     return [
-        TestResult(id=f"test-{n:04d}{i}", test_file="tests/test_login.py", test_name=f"test_{i}",
-                   status=status, timestamp=now, execution_time=12.5)
+        TestResult(
+            id=f"test-{n:04d}{i}",
+            test_file="tests/test_login.py",
+            test_name=f"test_{i}",
+            status=status,
+            timestamp=now,
+            execution_time=12.5,
+        )
         for i in range(2)
     ]
 
 
-def play(service: OrchestratorService, project: ProjectAggregate, clock: FakeClock,
-         work: list[AgentWork], *, approve: bool = True, limit: int = 500) -> list[DomainEvent]:
+def play(
+    service: OrchestratorService,
+    project: ProjectAggregate,
+    clock: FakeClock,
+    work: list[AgentWork],
+    *,
+    approve: bool = True,
+    limit: int = 500,
+) -> list[DomainEvent]:
     """Run agent work to exhaustion like a deterministic demo backend, approving requests as a
     member would. Returns every event produced on the way."""
     events: list[DomainEvent] = []
@@ -84,9 +97,13 @@ def play(service: OrchestratorService, project: ProjectAggregate, clock: FakeClo
         clock.advance(30)
         phase = None if item.phase is None else item.phase.value
         metrics = CodeMetrics(coverage=85.0, complexity=3.0, duplication=1.0, maintainability=80.0)
-        out = service.task_succeeded(project, item.task_id, output="ok", test_results=results_for(phase, n, clock.now()),
-                                     metrics=metrics if phase else None)
+        out = service.task_succeeded(
+            project,
+            item.task_id,
+            output="ok",
+            test_results=results_for(phase, n, clock.now()),
+            metrics=metrics if phase else None,
+        )
         events += out.events
         queue += out.work
     return events
-

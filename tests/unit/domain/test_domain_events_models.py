@@ -50,27 +50,65 @@ NOW = datetime(2026, 11, 25, 20, 0, 0, 123000, tzinfo=UTC)
 
 # Written out from websocket-api-specification.md: (event name, required fields, optional fields).
 SPEC: dict[type[DomainEvent], tuple[str, set[str], set[str]]] = {
-    StateChange: ("state_change", {"project_name", "old_state", "new_state", "timestamp", "triggered_by"},
-                  {"command", "reason"}),
-    TaskUpdate: ("task_update", {"project_name", "task_id", "task_type", "status", "progress", "agent_type"},
-                 {"started_at", "completed_at", "error", "metadata"}),
-    ApprovalRequested: ("approval_request", {"project_name", "request_id", "task", "reason", "created_at",
-                                             "retry_count", "timeout_at"}, set()),
-    ApprovalResolved: ("approval_resolved", {"project_name", "request_id", "approved", "resolved_by",
-                                             "resolved_at"}, {"comment"}),
-    SprintProgress: ("sprint_progress", {"project_name", "sprint_id", "total_stories", "completed_stories",
-                                         "failed_stories", "in_progress_stories", "estimated_completion",
-                                         "velocity"}, set()),
-    BacklogUpdated: ("backlog_updated", {"project_name", "change_type", "story_id"},
-                     {"story", "old_position", "new_position"}),
-    AgentActivity: ("agent_activity", {"agent_type", "project_name", "action", "status", "timestamp"},
-                    {"task_id", "story_id", "duration", "metrics", "error"}),
-    TDDCycleStarted: ("tdd_cycle_started", {"project_name", "cycle_id", "story_id", "started_by",
-                                            "estimated_duration", "timestamp"}, set()),
-    TDDStateChange: ("tdd_state_change", {"project_name", "cycle_id", "old_state", "new_state", "timestamp"},
-                     {"phase_duration", "test_results", "code_metrics"}),
-    TestOutput: ("test_output", {"project_name", "cycle_id", "output_type", "content", "timestamp",
-                                 "sequence_number"}, set()),
+    StateChange: (
+        "state_change",
+        {"project_name", "old_state", "new_state", "timestamp", "triggered_by"},
+        {"command", "reason"},
+    ),
+    TaskUpdate: (
+        "task_update",
+        {"project_name", "task_id", "task_type", "status", "progress", "agent_type"},
+        {"started_at", "completed_at", "error", "metadata"},
+    ),
+    ApprovalRequested: (
+        "approval_request",
+        {"project_name", "request_id", "task", "reason", "created_at", "retry_count", "timeout_at"},
+        set(),
+    ),
+    ApprovalResolved: (
+        "approval_resolved",
+        {"project_name", "request_id", "approved", "resolved_by", "resolved_at"},
+        {"comment"},
+    ),
+    SprintProgress: (
+        "sprint_progress",
+        {
+            "project_name",
+            "sprint_id",
+            "total_stories",
+            "completed_stories",
+            "failed_stories",
+            "in_progress_stories",
+            "estimated_completion",
+            "velocity",
+        },
+        set(),
+    ),
+    BacklogUpdated: (
+        "backlog_updated",
+        {"project_name", "change_type", "story_id"},
+        {"story", "old_position", "new_position"},
+    ),
+    AgentActivity: (
+        "agent_activity",
+        {"agent_type", "project_name", "action", "status", "timestamp"},
+        {"task_id", "story_id", "duration", "metrics", "error"},
+    ),
+    TDDCycleStarted: (
+        "tdd_cycle_started",
+        {"project_name", "cycle_id", "story_id", "started_by", "estimated_duration", "timestamp"},
+        set(),
+    ),
+    TDDStateChange: (
+        "tdd_state_change",
+        {"project_name", "cycle_id", "old_state", "new_state", "timestamp"},
+        {"phase_duration", "test_results", "code_metrics"},
+    ),
+    TestOutput: (
+        "test_output",
+        {"project_name", "cycle_id", "output_type", "content", "timestamp", "sequence_number"},
+        set(),
+    ),
 }
 
 
@@ -85,64 +123,158 @@ def test_event_fields_match_spec(event_type: type[DomainEvent]) -> None:
 
 
 def test_payload_omits_unset_optionals() -> None:
-    event = StateChange(project_name="p", old_state="IDLE", new_state="BACKLOG_READY", timestamp=NOW,
-                        triggered_by="u")
-    assert event.payload() == {"project_name": "p", "old_state": "IDLE", "new_state": "BACKLOG_READY",
-                               "timestamp": NOW, "triggered_by": "u"}
+    event = StateChange(
+        project_name="p", old_state="IDLE", new_state="BACKLOG_READY", timestamp=NOW, triggered_by="u"
+    )
+    assert event.payload() == {
+        "project_name": "p",
+        "old_state": "IDLE",
+        "new_state": "BACKLOG_READY",
+        "timestamp": NOW,
+        "triggered_by": "u",
+    }
 
 
 def test_timestamps_are_milliseconds_with_z() -> None:
     assert format_ts(NOW) == "2026-11-25T20:00:00.123Z"
     assert parse_ts("2026-11-25T20:00:00.123Z") == NOW
-    assert format_ts(NOW.astimezone(timezone(timedelta(hours=2)))) == (
-        "2026-11-25T20:00:00.123Z"
-    )
+    assert format_ts(NOW.astimezone(timezone(timedelta(hours=2)))) == ("2026-11-25T20:00:00.123Z")
     with pytest.raises(ValueError):
         parse_ts("2026-11-25T20:00:00")
 
 
 def _test_result() -> TestResult:
-    return TestResult(id="test-1", test_file="t.py", test_name="t", status=TestStatus.RED, timestamp=NOW,
-                      output="E", error_message="boom", execution_time=3.5)
+    return TestResult(
+        id="test-1",
+        test_file="t.py",
+        test_name="t",
+        status=TestStatus.RED,
+        timestamp=NOW,
+        output="E",
+        error_message="boom",
+        execution_time=3.5,
+    )
 
 
 def _task() -> Task:
-    return Task(id="task-1", agent_type=AgentType.QA, command="c", created_at=NOW, task_type="test_red",
-                context={"k": [1, 2]}, status=TaskStatus.IN_PROGRESS, retry_count=2, progress=40,
-                story_id="story-1", cycle_id="tdd-cycle-1", sprint_id="sprint-1", phase=TDDState.TEST_RED,
-                dispatched=True, started_at=NOW, completed_at=NOW, error="e", output="o")
+    return Task(
+        id="task-1",
+        agent_type=AgentType.QA,
+        command="c",
+        created_at=NOW,
+        task_type="test_red",
+        context={"k": [1, 2]},
+        status=TaskStatus.IN_PROGRESS,
+        retry_count=2,
+        progress=40,
+        story_id="story-1",
+        cycle_id="tdd-cycle-1",
+        sprint_id="sprint-1",
+        phase=TDDState.TEST_RED,
+        dispatched=True,
+        started_at=NOW,
+        completed_at=NOW,
+        error="e",
+        output="o",
+    )
 
 
 def _cycle() -> TDDCycle:
-    tdd_task = TDDTask(id="tdd-task-1", cycle_id="tdd-cycle-1", description="d", started_at=NOW,
-                       acceptance_criteria=["a"], current_state=TDDState.CODE_GREEN, test_files=["t.py"],
-                       test_file_objects=[TestFile(id="testfile-1", file_path="/p/t.py", relative_path="t.py",
-                                                   story_id="story-1", task_id="tdd-task-1", created_at=NOW,
-                                                   status=TestFileStatus.COMMITTED, committed_at=NOW)],
-                       test_results=[_test_result()], completed_at=NOW)
-    cycle = TDDCycle(id="tdd-cycle-1", story_id="story-1", started_at=NOW, current_state=TDDState.CODE_GREEN,
-                     tasks=[tdd_task], total_test_runs=3, phase_started_at=NOW, output_sequence=7,
-                     last_activity=NOW)
+    tdd_task = TDDTask(
+        id="tdd-task-1",
+        cycle_id="tdd-cycle-1",
+        description="d",
+        started_at=NOW,
+        acceptance_criteria=["a"],
+        current_state=TDDState.CODE_GREEN,
+        test_files=["t.py"],
+        test_file_objects=[
+            TestFile(
+                id="testfile-1",
+                file_path="/p/t.py",
+                relative_path="t.py",
+                story_id="story-1",
+                task_id="tdd-task-1",
+                created_at=NOW,
+                status=TestFileStatus.COMMITTED,
+                committed_at=NOW,
+            )
+        ],
+        test_results=[_test_result()],
+        completed_at=NOW,
+    )
+    cycle = TDDCycle(
+        id="tdd-cycle-1",
+        story_id="story-1",
+        started_at=NOW,
+        current_state=TDDState.CODE_GREEN,
+        tasks=[tdd_task],
+        total_test_runs=3,
+        phase_started_at=NOW,
+        output_sequence=7,
+        last_activity=NOW,
+    )
     cycle.record(NOW, "something happened")
     return cycle
 
 
 MODELS: list[object] = [
-    Epic(id="epic-1", title="t", description="d", created_at=NOW, tdd_requirements=["r"],
-         tdd_constraints={"x": 1}),
-    Story(id="story-1", title="t", description="d", created_at=NOW, epic_id="epic-1", acceptance_criteria=["a"],
-          priority=1, sprint_id="sprint-1", tdd_cycle_id="tdd-cycle-1", test_status="red", test_coverage=12.5),
-    Sprint(id="sprint-1", goal="g", created_at=NOW, story_ids=["story-1"], status=SprintStatus.ACTIVE,
-           start_date=NOW, end_date=NOW, retrospective={"what_went_well": ["x"]}, active_tdd_cycles=["c"]),
+    Epic(
+        id="epic-1",
+        title="t",
+        description="d",
+        created_at=NOW,
+        tdd_requirements=["r"],
+        tdd_constraints={"x": 1},
+    ),
+    Story(
+        id="story-1",
+        title="t",
+        description="d",
+        created_at=NOW,
+        epic_id="epic-1",
+        acceptance_criteria=["a"],
+        priority=1,
+        sprint_id="sprint-1",
+        tdd_cycle_id="tdd-cycle-1",
+        test_status="red",
+        test_coverage=12.5,
+    ),
+    Sprint(
+        id="sprint-1",
+        goal="g",
+        created_at=NOW,
+        story_ids=["story-1"],
+        status=SprintStatus.ACTIVE,
+        start_date=NOW,
+        end_date=NOW,
+        retrospective={"what_went_well": ["x"]},
+        active_tdd_cycles=["c"],
+    ),
     _task(),
-    ApprovalRequest(id="task-1", project_name="p", task=_task(), reason="r", created_at=NOW,
-                    timeout_at=NOW + timedelta(minutes=30), status=ApprovalStatus.EXPIRED, resolved_by="system",
-                    resolved_at=NOW, comment="expired"),
+    ApprovalRequest(
+        id="task-1",
+        project_name="p",
+        task=_task(),
+        reason="r",
+        created_at=NOW,
+        timeout_at=NOW + timedelta(minutes=30),
+        status=ApprovalStatus.EXPIRED,
+        resolved_by="system",
+        resolved_at=NOW,
+        comment="expired",
+    ),
     _test_result(),
     _cycle(),
     CodeMetrics(coverage=80.0, complexity=2.0, duplication=1.5, maintainability=70.0),
-    AgentMetrics(total_tasks=3, successful_tasks=2, failed_tasks=1, average_execution_time=10.0,
-                 last_task_time=NOW, error_rate=33.3),
+    AgentMetrics(
+        total_tasks=3,
+        successful_tasks=2,
+        failed_tasks=1,
+        average_execution_time=10.0,
+        last_task_time=NOW,
+        error_rate=33.3,
+    ),
     ProjectSettings(approval_timeout_seconds=60, sprint_capacity=2),
 ]
 

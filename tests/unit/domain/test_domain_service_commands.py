@@ -59,7 +59,10 @@ def test_epic_payload_and_design_task_in_blocking_mode() -> None:
     assert [type(e) for e in out.events] == [StateChange, TaskUpdate, ApprovalRequested]
     assert out.work == []
     assert project.history[-1].to_dict() == {
-        "timestamp": "2026-11-25T20:00:00.000Z", "from": "IDLE", "to": "BACKLOG_READY", "command": "/epic"
+        "timestamp": "2026-11-25T20:00:00.000Z",
+        "from": "IDLE",
+        "to": "BACKLOG_READY",
+        "command": "/epic",
     }
 
 
@@ -129,7 +132,9 @@ def test_add_story_payload_and_backlog_event() -> None:
     (event,) = out.events
     assert isinstance(event, BacklogUpdated)
     assert event.change_type == "added" and event.new_position == 0
-    assert event.story is not None and event.story["priority"] == 2 and event.story["epic_id"] == "epic-00000001"
+    assert (
+        event.story is not None and event.story["priority"] == 2 and event.story["epic_id"] == "epic-00000001"
+    )
 
 
 @pytest.mark.parametrize(
@@ -186,7 +191,12 @@ def test_rejection_payload_shape() -> None:
         "hint": "No sprint planned. Use /epic then /sprint plan first.",
         "current_state": "IDLE",
         "allowed_commands": [
-            "/backlog add_story", "/backlog prioritize", "/backlog remove", "/backlog view", "/epic", "/state",
+            "/backlog add_story",
+            "/backlog prioritize",
+            "/backlog remove",
+            "/backlog view",
+            "/epic",
+            "/state",
         ],
     }
 
@@ -209,8 +219,18 @@ def test_other_refusal_hints() -> None:
         "hint": "Add stories with /backlog add_story",
     }
     assert svc.handle(project, "/tdd dance").result["available_actions"] == [
-        "start", "status", "next", "abort", "logs", "overview",
-        "design", "test", "code", "refactor", "commit", "run_tests",
+        "start",
+        "status",
+        "next",
+        "abort",
+        "logs",
+        "overview",
+        "design",
+        "test",
+        "code",
+        "refactor",
+        "commit",
+        "run_tests",
     ]
 
 
@@ -227,7 +247,10 @@ def test_backlog_view_product_sorted_by_priority() -> None:
     assert out.result["total_stories"] == 3
     assert [i["title"] for i in out.result["items"]] == ["Urgent thing", "Normal thing", "Low thing"]
     assert out.result["items"][0] == {
-        "id": "story-00000003", "title": "Urgent thing", "description": "Urgent thing", "priority": 1,
+        "id": "story-00000003",
+        "title": "Urgent thing",
+        "description": "Urgent thing",
+        "priority": 1,
         "epic_id": None,
     }
     assert out.events == [] and out.changed is False
@@ -256,12 +279,19 @@ def test_remove_really_removes() -> None:
     svc, _ = make_service()
     project = _with_stories(svc, "/backlog add_story A", "/backlog add_story B")
     out = svc.handle(project, "/backlog remove story-00000002")
-    assert out.result == {"success": True, "message": "Story story-00000002 removed from backlog",
-                          "story_id": "story-00000002"}
+    assert out.result == {
+        "success": True,
+        "message": "Story story-00000002 removed from backlog",
+        "story_id": "story-00000002",
+    }
     (event,) = out.events
     assert isinstance(event, BacklogUpdated)
-    assert event.payload() == {"project_name": "demo", "change_type": "removed", "story_id": "story-00000002",
-                               "old_position": 0}
+    assert event.payload() == {
+        "project_name": "demo",
+        "change_type": "removed",
+        "story_id": "story-00000002",
+        "old_position": 0,
+    }
     assert "story-00000002" not in project.stories and project.backlog == ["story-00000003"]
 
 
@@ -278,7 +308,8 @@ def test_sprint_plan_given_ids() -> None:
     assert project.backlog == ["story-00000003"]
     updates = [e for e in out.events if isinstance(e, BacklogUpdated)]
     assert [(e.change_type, e.story_id, e.old_position) for e in updates] == [
-        ("updated", "story-00000004", 2), ("updated", "story-00000002", 0)
+        ("updated", "story-00000004", 2),
+        ("updated", "story-00000002", 0),
     ]
 
 
@@ -308,8 +339,14 @@ def test_state_payload() -> None:
     info = out.result["state_info"]
     assert info["current_state"] == "BACKLOG_READY"
     assert info["allowed_commands"] == [
-        "/approve", "/backlog add_story", "/backlog prioritize", "/backlog remove", "/backlog view", "/epic",
-        "/sprint plan", "/state",
+        "/approve",
+        "/backlog add_story",
+        "/backlog prioritize",
+        "/backlog remove",
+        "/backlog view",
+        "/epic",
+        "/sprint plan",
+        "/state",
     ]
     assert info["tdd_integration"] == {"active_cycles": 0, "cycle_ids": [], "can_transition_to_review": True}
     assert info["state_flags"] == {"is_terminal": False, "can_auto_progress": False, "has_active_work": True}
@@ -317,7 +354,10 @@ def test_state_payload() -> None:
         {"timestamp": "2026-11-25T20:00:00.000Z", "from": "IDLE", "to": "BACKLOG_READY", "command": "/epic"}
     ]
     assert out.result["project_status"] == {
-        "name": "demo", "orchestration_mode": "blocking", "active_tasks": 1, "pending_approvals": 1,
+        "name": "demo",
+        "orchestration_mode": "blocking",
+        "active_tasks": 1,
+        "pending_approvals": 1,
     }
     assert out.result["mermaid_diagram"].startswith("```mermaid")
     assert out.changed is False
@@ -351,12 +391,22 @@ def test_tdd_manual_cycle() -> None:
         "hint": "Write failing tests first with /tdd test.",
         "current_state": "design",
         "allowed_commands": [
-            "/tdd abort", "/tdd design", "/tdd next", "/tdd run_tests", "/tdd start", "/tdd status", "/tdd test",
+            "/tdd abort",
+            "/tdd design",
+            "/tdd next",
+            "/tdd run_tests",
+            "/tdd start",
+            "/tdd status",
+            "/tdd test",
         ],
     }
     test = svc.handle(project, "/tdd test")
-    assert test.result == {"success": True, "message": "TDD test completed", "current_state": "test_red",
-                           "next_suggested": "/tdd commit-tests"}
+    assert test.result == {
+        "success": True,
+        "message": "TDD test completed",
+        "current_state": "test_red",
+        "next_suggested": "/tdd commit-tests",
+    }
     assert test.events[0].payload()["old_state"] == "design"
     nxt = svc.handle(project, "/tdd next").result
     assert nxt["message"] == "Advanced to code_green"
@@ -371,11 +421,19 @@ def test_tdd_manual_cycle() -> None:
     assert project.stories["story-00000002"].test_status == "aborted"
     overview = svc.handle(project, "/tdd overview").result["overview_info"]
     assert overview == {
-        "active_cycles": 0, "completed_cycles": 1, "total_test_runs": 1, "total_refactors": 1,
-        "total_commits": 0, "average_coverage": 0.0, "success_rate": 0.0, "active_stories": [],
+        "active_cycles": 0,
+        "completed_cycles": 1,
+        "total_test_runs": 1,
+        "total_refactors": 1,
+        "total_commits": 0,
+        "average_coverage": 0.0,
+        "success_rate": 0.0,
+        "active_stories": [],
     }
     assert svc.handle(project, "/tdd status").result == {
-        "success": True, "message": "No active TDD cycle", "allowed_commands": ["/tdd start <story_id>"],
+        "success": True,
+        "message": "No active TDD cycle",
+        "allowed_commands": ["/tdd start <story_id>"],
     }
 
 
@@ -404,8 +462,11 @@ def test_review_commands() -> None:
     assert project.state is WorkflowState.BACKLOG_READY and project.backlog == ["story-00000001"]
     project.state = WorkflowState.SPRINT_REVIEW
     out = svc.handle(project, "/feedback Great work")
-    assert out.result == {"success": True, "message": "Sprint feedback recorded: Great work",
-                          "next_step": "Sprint complete - ready for next epic"}
+    assert out.result == {
+        "success": True,
+        "message": "Sprint feedback recorded: Great work",
+        "next_step": "Sprint complete - ready for next epic",
+    }
     assert project.state is WorkflowState.IDLE
 
 
@@ -414,13 +475,16 @@ def test_blocked_commands_without_escalation() -> None:
     project = make_project()
     project.state = WorkflowState.BLOCKED
     assert svc.handle(project, "/suggest_fix use utc").result == {
-        "success": True, "message": "Fix suggestion received: use utc",
+        "success": True,
+        "message": "Fix suggestion received: use utc",
         "next_step": "CodeAgent will attempt to apply fix",
     }
     assert project.state is WorkflowState.SPRINT_ACTIVE
     project.state = WorkflowState.BLOCKED
     assert svc.handle(project, "/skip_task").result == {
-        "success": True, "message": "Current blocked task skipped", "next_step": "Moving to next task in sprint",
+        "success": True,
+        "message": "Current blocked task skipped",
+        "next_step": "Moving to next task in sprint",
     }
 
 

@@ -42,8 +42,9 @@ def _planned(svc: OrchestratorService, stories: int, mode: OrchestrationMode) ->
     return project
 
 
-def _started(stories: int = 1, mode: OrchestrationMode = OrchestrationMode.AUTONOMOUS
-             ) -> tuple[OrchestratorService, FakeClock, ProjectAggregate, CommandOutcome]:
+def _started(
+    stories: int = 1, mode: OrchestrationMode = OrchestrationMode.AUTONOMOUS
+) -> tuple[OrchestratorService, FakeClock, ProjectAggregate, CommandOutcome]:
     svc, clock = make_service()
     project = _planned(svc, stories, mode)
     out = svc.handle(project, "/sprint start", by="alice")
@@ -66,9 +67,16 @@ def test_sprint_start_payload_and_work() -> None:
     assert started.payload()["started_by"] == "alice"
     assert started.payload()["estimated_duration"] == 180 * 60 * 1000
     assert [(w.agent_type.value, w.phase and w.phase.value) for w in out.work] == [
-        ("DesignAgent", "design"), ("DesignAgent", "design")
+        ("DesignAgent", "design"),
+        ("DesignAgent", "design"),
     ]
-    assert {t.task_type for t in project.tasks.values()} == {"design", "test_red", "code_green", "refactor", "commit"}
+    assert {t.task_type for t in project.tasks.values()} == {
+        "design",
+        "test_red",
+        "code_green",
+        "refactor",
+        "commit",
+    }
     assert _of(out.events, SprintProgress)
 
 
@@ -93,11 +101,20 @@ def test_whole_sprint_in_blocking_mode() -> None:
     (design,) = out.work
     clock.advance(60)
     events += svc.task_started(project, design.task_id).events
-    out = svc.task_succeeded(project, design.task_id, output="2 stories", proposed_stories=[
-        {"title": "Login form", "description": "As a user I log in", "priority": 1,
-         "acceptance_criteria": ["rejects bad passwords"]},
-        {"title": "Logout", "description": "As a user I log out"},
-    ])
+    out = svc.task_succeeded(
+        project,
+        design.task_id,
+        output="2 stories",
+        proposed_stories=[
+            {
+                "title": "Login form",
+                "description": "As a user I log in",
+                "priority": 1,
+                "acceptance_criteria": ["rejects bad passwords"],
+            },
+            {"title": "Logout", "description": "As a user I log out"},
+        ],
+    )
     events += out.events
     assert [s.title for s in project.stories.values()] == ["Login form", "Logout"]
     assert all(s.epic_id == "epic-00000001" for s in project.stories.values())
@@ -113,33 +130,51 @@ def test_whole_sprint_in_blocking_mode() -> None:
     assert project.state is WorkflowState.SPRINT_REVIEW
     assert svc.handle(project, "/sprint status").success is False  # not allowed in review
 
-    review = [e for e in _of(events, StateChange) if isinstance(e, StateChange) and e.new_state == "SPRINT_REVIEW"]
+    review = [
+        e for e in _of(events, StateChange) if isinstance(e, StateChange) and e.new_state == "SPRINT_REVIEW"
+    ]
     assert len(review) == 1
     assert review[0].payload() == {
-        "project_name": "demo", "old_state": "SPRINT_ACTIVE", "new_state": "SPRINT_REVIEW",
-        "timestamp": clock.now(), "triggered_by": "system", "reason": "All sprint tasks completed",
+        "project_name": "demo",
+        "old_state": "SPRINT_ACTIVE",
+        "new_state": "SPRINT_REVIEW",
+        "timestamp": clock.now(),
+        "triggered_by": "system",
+        "reason": "All sprint tasks completed",
     }
     assert project.history[-1].command == "force_state:all sprint tasks completed"
 
     # Every cycle went through the phases in order, with test results and metrics attached.
     for cycle in project.tdd_cycles.values():
-        changes = [e for e in _of(events, TDDStateChange) if isinstance(e, TDDStateChange) and e.cycle_id == cycle.id]
+        changes = [
+            e for e in _of(events, TDDStateChange) if isinstance(e, TDDStateChange) and e.cycle_id == cycle.id
+        ]
         assert [(c.old_state, c.new_state) for c in changes] == [
-            ("design", "test_red"), ("test_red", "code_green"), ("code_green", "refactor"), ("refactor", "commit"),
+            ("design", "test_red"),
+            ("test_red", "code_green"),
+            ("code_green", "refactor"),
+            ("refactor", "commit"),
         ]
         assert all(c.phase_duration is not None and c.phase_duration > 0 for c in changes)
         assert changes[1].test_results and changes[1].test_results[0]["status"] == "red"
         assert changes[2].test_results and changes[2].test_results[0]["status"] == "green"
-        assert changes[1].code_metrics == {"coverage": 85.0, "complexity": 3.0, "duplication": 1.0,
-                                           "maintainability": 80.0}
+        assert changes[1].code_metrics == {
+            "coverage": 85.0,
+            "complexity": 3.0,
+            "duplication": 1.0,
+            "maintainability": 80.0,
+        }
         assert cycle.is_complete and cycle.total_commits == 1 and cycle.total_refactors == 1
 
     assert all(s.status.value == "done" and s.test_status == "complete" for s in project.stories.values())
     final = _of(events, SprintProgress)[-1]
     assert isinstance(final, SprintProgress)
-    assert (final.total_stories, final.completed_stories, final.failed_stories, final.in_progress_stories) == (
-        2, 2, 0, 0
-    )
+    assert (
+        final.total_stories,
+        final.completed_stories,
+        final.failed_stories,
+        final.in_progress_stories,
+    ) == (2, 2, 0, 0)
     assert final.velocity > 0 and final.estimated_completion == clock.now()
 
     # Progress reports never go backwards within a task.
@@ -151,7 +186,9 @@ def test_whole_sprint_in_blocking_mode() -> None:
 
     # Approvals: one per agent task (2 stories x 5 phases + the epic), all resolved by alice.
     resolved = _of(events, ApprovalResolved)
-    assert len(resolved) == 11 and all(isinstance(e, ApprovalResolved) and e.resolved_by == "alice" for e in resolved)
+    assert len(resolved) == 11 and all(
+        isinstance(e, ApprovalResolved) and e.resolved_by == "alice" for e in resolved
+    )
     activity = Counter(e.status for e in _of(events, AgentActivity) if isinstance(e, AgentActivity))
     assert activity == {"started": 11, "completed": 11}
 
@@ -159,7 +196,9 @@ def test_whole_sprint_in_blocking_mode() -> None:
     assert out.success and project.to_dict()["state"] == "IDLE"
     assert project.current_sprint is not None and project.current_sprint.status.value == "completed"
     assert project.current_sprint.retrospective == {
-        "what_went_well": ["Smooth sprint"], "what_could_improve": [], "action_items": []
+        "what_went_well": ["Smooth sprint"],
+        "what_could_improve": [],
+        "action_items": [],
     }
 
 
@@ -200,8 +239,12 @@ def test_retries_then_escalation_blocks() -> None:
 
     # Approving the escalation retries the task and unblocks.
     out = svc.resolve_approval(project, request.request_id, True, "jordan", "try again")
-    assert out.result == {"success": True, "message": f"Request {request.request_id} approved",
-                          "request_id": request.request_id, "approved": True}
+    assert out.result == {
+        "success": True,
+        "message": f"Request {request.request_id} approved",
+        "request_id": request.request_id,
+        "approved": True,
+    }
     assert project.state is WorkflowState.SPRINT_ACTIVE
     (retry,) = out.work
     assert retry.task_id == work.task_id and retry.context["suggested_fix"] == "try again"
@@ -231,7 +274,10 @@ def test_skip_task_aborts_story_and_reaches_review() -> None:
     progress = _of(out.events, SprintProgress)[-1]
     assert isinstance(progress, SprintProgress) and progress.failed_stories == 1
     resolved = _of(out.events, ApprovalResolved)[0]
-    assert isinstance(resolved, ApprovalResolved) and (resolved.approved, resolved.comment) == (False, "skipped")
+    assert isinstance(resolved, ApprovalResolved) and (resolved.approved, resolved.comment) == (
+        False,
+        "skipped",
+    )
 
 
 def test_suggest_fix_retries_blocked_task() -> None:
@@ -276,8 +322,12 @@ def test_blocking_approvals_expire() -> None:
     assert out.result == {"success": True, "expired": [approval.id]}
     resolved = _of(out.events, ApprovalResolved)[0]
     assert resolved.payload() == {
-        "project_name": "demo", "request_id": approval.id, "approved": False, "resolved_by": "system",
-        "resolved_at": clock.now(), "comment": "expired",
+        "project_name": "demo",
+        "request_id": approval.id,
+        "approved": False,
+        "resolved_by": "system",
+        "resolved_at": clock.now(),
+        "comment": "expired",
     }
     assert project.approvals[approval.id].status.value == "expired"
     assert project.state is WorkflowState.SPRINT_REVIEW
@@ -293,7 +343,8 @@ def test_rejected_approval_cancels_story_work() -> None:
     assert all(t.status is TaskStatus.CANCELLED for t in project.tasks.values() if t.story_id == story)
     assert project.state is WorkflowState.SPRINT_ACTIVE
     assert svc.resolve_approval(project, "nope", True, "x").result == {
-        "success": False, "error": "Approval request not found: nope"
+        "success": False,
+        "error": "Approval request not found: nope",
     }
 
 
@@ -302,14 +353,19 @@ def test_pause_holds_new_work_until_resume() -> None:
     (design,) = out.work
     svc.task_started(project, design.task_id)
     paused = svc.handle(project, "/sprint pause")
-    assert paused.result == {"success": True, "message": "Sprint paused - agent work halted",
-                             "next_step": "Use /sprint resume to continue"}
+    assert paused.result == {
+        "success": True,
+        "message": "Sprint paused - agent work halted",
+        "next_step": "Use /sprint resume to continue",
+    }
     assert [e.status for e in _of(paused.events, AgentActivity) if isinstance(e, AgentActivity)] == ["paused"]
     out = svc.task_succeeded(project, design.task_id)
     assert out.work == []
     status = svc.handle(project, "/sprint status").result
-    assert status["total_tasks"] == 5 and status["completed_tasks"] == 1 and status["current_state"] == (
-        "SPRINT_PAUSED"
+    assert (
+        status["total_tasks"] == 5
+        and status["completed_tasks"] == 1
+        and status["current_state"] == ("SPRINT_PAUSED")
     )
     resumed = svc.handle(project, "/sprint resume")
     assert resumed.result["message"] == "Sprint resumed - agents continuing work"
@@ -333,7 +389,9 @@ def test_reports_for_unknown_or_finished_tasks_change_nothing() -> None:
     before = json.dumps(project.to_dict(), sort_keys=True)
     assert svc.task_succeeded(project, "task-ffffffff").result["error"] == "Task not found: task-ffffffff"
     pending = next(t for t in project.tasks.values() if not t.dispatched)
-    assert svc.task_started(project, pending.id).result["error"] == f"Task {pending.id} has not been dispatched"
+    assert (
+        svc.task_started(project, pending.id).result["error"] == f"Task {pending.id} has not been dispatched"
+    )
     assert json.dumps(project.to_dict(), sort_keys=True) == before
     svc.task_started(project, task_id)
     svc.task_succeeded(project, task_id)
@@ -343,8 +401,10 @@ def test_reports_for_unknown_or_finished_tasks_change_nothing() -> None:
 def test_test_output_sequence_is_gapless_per_cycle() -> None:
     svc, _clock, project, out = _started(stories=2)
     first, second = (w.cycle_id or "" for w in out.work)
-    numbers = [svc.record_test_output(project, first, "stdout", f"line {i}").result["sequence_number"]
-               for i in range(3)]
+    numbers = [
+        svc.record_test_output(project, first, "stdout", f"line {i}").result["sequence_number"]
+        for i in range(3)
+    ]
     other = svc.record_test_output(project, second, "stderr", "x")
     assert numbers == [1, 2, 3]
     event = other.events[0]
@@ -361,9 +421,14 @@ def test_record_test_results_feed_conditions() -> None:
     svc.handle(project, "/backlog add_story Login")
     cycle_id = svc.handle(project, '/tdd start story-00000002 "login"').result["cycle_id"]
     svc.handle(project, "/tdd test")
-    red = TestResult(id="test-1", test_file="t.py", test_name="t", status=TestStatus.RED, timestamp=clock.now())
+    red = TestResult(
+        id="test-1", test_file="t.py", test_name="t", status=TestStatus.RED, timestamp=clock.now()
+    )
     assert svc.record_test_results(project, cycle_id, [red]).result == {
-        "success": True, "cycle_id": cycle_id, "passed": 0, "failed": 1
+        "success": True,
+        "cycle_id": cycle_id,
+        "passed": 0,
+        "failed": 1,
     }
     assert svc.handle(project, "/tdd code").result["current_state"] == "code_green"
 
@@ -401,7 +466,11 @@ def test_recover_after_restart_reissues_in_flight_work() -> None:
     task = restored.tasks[running.task_id]
     assert task.status is TaskStatus.PENDING and task.context["interrupted"] is True
     update = _of(out.events, TaskUpdate)[0]
-    assert isinstance(update, TaskUpdate) and update.metadata is not None and update.metadata["interrupted"] is True
+    assert (
+        isinstance(update, TaskUpdate)
+        and update.metadata is not None
+        and update.metadata["interrupted"] is True
+    )
 
 
 def test_recover_skips_tasks_awaiting_approval() -> None:

@@ -47,7 +47,10 @@ TABLE: dict[str, list[object]] = {
 
 # The 20 specific hints, verbatim from the reference's TDDStateMachine.ERROR_HINTS.
 SPECIFIC = {
-    ("/tdd test", T.CODE_GREEN): "Tests already written. Use /tdd run_tests to verify or /tdd refactor to improve.",
+    (
+        "/tdd test",
+        T.CODE_GREEN,
+    ): "Tests already written. Use /tdd run_tests to verify or /tdd refactor to improve.",
     ("/tdd test", T.REFACTOR): "Already in refactor phase. Use /tdd run_tests or /tdd commit.",
     ("/tdd code", T.DESIGN): "Write failing tests first with /tdd test.",
     ("/tdd code", T.REFACTOR): "Already implemented. Use /tdd refactor to improve or /tdd commit.",
@@ -56,8 +59,14 @@ SPECIFIC = {
     ("/tdd commit", T.DESIGN): "Complete the TDD cycle first (design → test → code).",
     ("/tdd commit", T.TEST_RED): "Make tests pass first with /tdd code.",
     ("/tdd commit-tests", T.DESIGN): "Write failing tests first with /tdd test.",
-    ("/tdd commit-tests", T.CODE_GREEN): "Tests already committed. Use /tdd commit-code to commit implementation.",
-    ("/tdd commit-tests", T.REFACTOR): "Tests already committed. Use /tdd commit-refactor to commit refactored code.",
+    (
+        "/tdd commit-tests",
+        T.CODE_GREEN,
+    ): "Tests already committed. Use /tdd commit-code to commit implementation.",
+    (
+        "/tdd commit-tests",
+        T.REFACTOR,
+    ): "Tests already committed. Use /tdd commit-refactor to commit refactored code.",
     ("/tdd commit-tests", T.COMMIT): "Tests already committed. Start new cycle with /tdd start.",
     ("/tdd commit-code", T.DESIGN): "Write and commit tests first.",
     ("/tdd commit-code", T.TEST_RED): "Tests not committed yet. Use /tdd commit-tests first.",
@@ -115,7 +124,9 @@ def test_unknown_tdd_command() -> None:
 
 
 def _result(name: str, status: TestStatus) -> TestResult:
-    return TestResult(id=f"test-{name}", test_file="tests/test_x.py", test_name=name, status=status, timestamp=NOW)
+    return TestResult(
+        id=f"test-{name}", test_file="tests/test_x.py", test_name=name, status=status, timestamp=NOW
+    )
 
 
 def _task(*results: TestResult, files: list[TestFileStatus] | None = None) -> TDDTask:
@@ -123,8 +134,15 @@ def _task(*results: TestResult, files: list[TestFileStatus] | None = None) -> TD
     task.test_results.extend(results)
     for i, status in enumerate(files or []):
         task.test_file_objects.append(
-            TestFile(id=f"testfile-{i}", file_path=f"/p/t{i}.py", relative_path=f"t{i}.py", story_id="s",
-                     task_id=task.id, created_at=NOW, status=status)
+            TestFile(
+                id=f"testfile-{i}",
+                file_path=f"/p/t{i}.py",
+                relative_path=f"t{i}.py",
+                story_id="s",
+                task_id=task.id,
+                created_at=NOW,
+                status=status,
+            )
         )
     return task
 
@@ -133,24 +151,69 @@ RED = _result("a", TestStatus.RED)
 GREEN = _result("a", TestStatus.GREEN)
 
 CONDITION_CASES = [
-    ("/tdd code", T.TEST_RED, _task(), "has_failing_tests",
-     "Write and run tests first using /tdd test and /tdd run_tests"),
-    ("/tdd code", T.TEST_RED, _task(GREEN), "has_failing_tests",
-     "Tests are passing. Write more specific tests or ensure they fail initially"),
-    ("/tdd refactor", T.CODE_GREEN, _task(), "has_passing_tests",
-     "No test results found. Run tests with /tdd run_tests"),
-    ("/tdd refactor", T.CODE_GREEN, _task(RED), "has_passing_tests",
-     "Tests are still failing. Fix implementation until tests pass"),
-    ("/tdd commit", T.CODE_GREEN, _task(RED), "has_passing_tests",
-     "Tests are still failing. Fix implementation until tests pass"),
-    ("/tdd commit", T.REFACTOR, _task(), "has_passing_tests",
-     "No test results found. Run tests with /tdd run_tests"),
-    ("/tdd commit-tests", T.TEST_RED, _task(RED), "has_test_files",
-     "No test files found. Create test files using /tdd test"),
-    ("/tdd commit-code", T.CODE_GREEN, _task(GREEN), "has_committed_tests",
-     "No test files found. Create and commit test files first"),
-    ("/tdd commit-refactor", T.REFACTOR, _task(GREEN, files=[TestFileStatus.DRAFT]), "has_committed_tests",
-     "Test files not committed yet. Use /tdd commit-tests to commit them"),
+    (
+        "/tdd code",
+        T.TEST_RED,
+        _task(),
+        "has_failing_tests",
+        "Write and run tests first using /tdd test and /tdd run_tests",
+    ),
+    (
+        "/tdd code",
+        T.TEST_RED,
+        _task(GREEN),
+        "has_failing_tests",
+        "Tests are passing. Write more specific tests or ensure they fail initially",
+    ),
+    (
+        "/tdd refactor",
+        T.CODE_GREEN,
+        _task(),
+        "has_passing_tests",
+        "No test results found. Run tests with /tdd run_tests",
+    ),
+    (
+        "/tdd refactor",
+        T.CODE_GREEN,
+        _task(RED),
+        "has_passing_tests",
+        "Tests are still failing. Fix implementation until tests pass",
+    ),
+    (
+        "/tdd commit",
+        T.CODE_GREEN,
+        _task(RED),
+        "has_passing_tests",
+        "Tests are still failing. Fix implementation until tests pass",
+    ),
+    (
+        "/tdd commit",
+        T.REFACTOR,
+        _task(),
+        "has_passing_tests",
+        "No test results found. Run tests with /tdd run_tests",
+    ),
+    (
+        "/tdd commit-tests",
+        T.TEST_RED,
+        _task(RED),
+        "has_test_files",
+        "No test files found. Create test files using /tdd test",
+    ),
+    (
+        "/tdd commit-code",
+        T.CODE_GREEN,
+        _task(GREEN),
+        "has_committed_tests",
+        "No test files found. Create and commit test files first",
+    ),
+    (
+        "/tdd commit-refactor",
+        T.REFACTOR,
+        _task(GREEN, files=[TestFileStatus.DRAFT]),
+        "has_committed_tests",
+        "Test files not committed yet. Use /tdd commit-tests to commit them",
+    ),
 ]
 
 
@@ -181,8 +244,13 @@ def test_conditions_met(command: str, state: TDDState, task: TDDTask, target: TD
 
 
 def test_latest_result_per_test_decides() -> None:
-    later = TestResult(id="test-b", test_file="tests/test_x.py", test_name="a", status=TestStatus.GREEN,
-                       timestamp=NOW.replace(minute=5))
+    later = TestResult(
+        id="test-b",
+        test_file="tests/test_x.py",
+        test_name="a",
+        status=TestStatus.GREEN,
+        timestamp=NOW.replace(minute=5),
+    )
     task = _task(RED, later)
     assert task.has_passing_tests() and not task.has_failing_tests()
 
@@ -209,7 +277,13 @@ def test_suggested_next(state: TDDState, task: TDDTask | None, expected: str) ->
 
 def test_allowed_commands_in_design() -> None:
     assert allowed_tdd_commands(T.DESIGN) == [
-        "/tdd abort", "/tdd design", "/tdd next", "/tdd run_tests", "/tdd start", "/tdd status", "/tdd test",
+        "/tdd abort",
+        "/tdd design",
+        "/tdd next",
+        "/tdd run_tests",
+        "/tdd start",
+        "/tdd status",
+        "/tdd test",
     ]
 
 

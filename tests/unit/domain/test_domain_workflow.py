@@ -13,7 +13,15 @@ from agent_portal.domain.workflow import (
 )
 
 S = WorkflowState
-STATES = [S.IDLE, S.BACKLOG_READY, S.SPRINT_PLANNED, S.SPRINT_ACTIVE, S.SPRINT_PAUSED, S.SPRINT_REVIEW, S.BLOCKED]
+STATES = [
+    S.IDLE,
+    S.BACKLOG_READY,
+    S.SPRINT_PLANNED,
+    S.SPRINT_ACTIVE,
+    S.SPRINT_PAUSED,
+    S.SPRINT_REVIEW,
+    S.BLOCKED,
+]
 G = "g"
 SAME = "same"
 
@@ -101,7 +109,14 @@ def test_unknown_command(command: str) -> None:
 
 BACKLOG4 = ["/backlog add_story", "/backlog prioritize", "/backlog remove", "/backlog view"]
 ALLOWED = {
-    S.IDLE: ["/backlog add_story", "/backlog prioritize", "/backlog remove", "/backlog view", "/epic", "/state"],
+    S.IDLE: [
+        "/backlog add_story",
+        "/backlog prioritize",
+        "/backlog remove",
+        "/backlog view",
+        "/epic",
+        "/state",
+    ],
     S.BACKLOG_READY: ["/approve", *BACKLOG4, "/epic", "/sprint plan", "/state"],
     S.SPRINT_PLANNED: [*BACKLOG4, "/sprint start", "/state"],
     S.SPRINT_ACTIVE: [*BACKLOG4, "/sprint pause", "/sprint status", "/state"],
