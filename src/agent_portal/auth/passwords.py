@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -9,8 +11,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 class PasswordService:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()
-        # Verifying against a real hash for unknown users keeps "no such user" as slow as "wrong password".
-        self._dummy = self._hasher.hash("not-a-real-password")
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        # Verifying against a real hash for unknown users keeps "no such user" as slow as "wrong
+        # password". Made on first use: hashing is deliberately slow and most starts never need it.
+        return self._hasher.hash("not-a-real-password")
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

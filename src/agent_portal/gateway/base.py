@@ -8,6 +8,7 @@ It is registered with python-socketio as a catch-all class-based namespace (`'*'
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -87,6 +88,16 @@ def _refusal(error: PortalError) -> socketio.exceptions.ConnectionRefusedError:
     return socketio.exceptions.ConnectionRefusedError(
         error.message, {"message": error.message, "code": error.code}
     )
+
+
+def strict_parse(model: type[BaseModel], payload: Any) -> BaseModel:
+    """Validates with JSON's types and no coercion ("yes" is not a boolean, "5" is not a number), as
+    Joi does. Going through JSON text keeps ISO date strings valid in strict mode."""
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError):
+        text = "null"  # not JSON-shaped at all: let the model report it as the wrong type
+    return model.model_validate_json(text, strict=True)
 
 
 def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
@@ -288,7 +299,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     @staticmethod
     def _validate(model: type[BaseModel], payload: Any, event: str) -> BaseModel:
         try:
-            return model.model_validate(payload)
+            return strict_parse(model, payload)
         except ValidationError as exc:
             message = "Invalid message format" if event == "send_message" else f"Invalid payload for {event}"
             raise ValidationFailed(message, details=_validation_details(exc)) from None

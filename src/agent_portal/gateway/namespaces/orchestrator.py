@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from agent_portal.auth.policy import Permission, can_see
 from agent_portal.errors import ForbiddenError, ProjectNotFoundError, ValidationFailed
-from agent_portal.gateway.base import Gateway, Route, _validation_details
+from agent_portal.gateway.base import Gateway, Route, _validation_details, strict_parse
 from agent_portal.gateway.context import SocketContext
 from agent_portal.protocol.client_events import PublishRequest
 from agent_portal.protocol.common import ErrorDetail
@@ -44,7 +44,7 @@ class OrchestratorNamespace:
                 ],
             )
         try:
-            event = model.model_validate(request.data)
+            event = strict_parse(model, request.data)
         except ValidationError as exc:
             raise ValidationFailed(
                 f"Invalid data for {request.event}",
