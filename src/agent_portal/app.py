@@ -103,8 +103,15 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         lambda kind, model: setattr(limiter, "config", model) if kind == "security" else None
     )
     audit = AuditService(store, publisher, clock)
+    runner = TestRunner()
     embedded = EmbeddedOrchestrator(
-        store, publisher, clock, config, metrics, _agent_picker(config, settings.demo_step_delay)
+        store,
+        publisher,
+        clock,
+        config,
+        metrics,
+        _agent_picker(config, settings.demo_step_delay, runner),
+        runner,
     )
     router = OrchestratorRouter(store, external, embedded=embedded)
     services = Services(
@@ -142,11 +149,10 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
 
 
 def _agent_picker(
-    config: ConfigService, demo_delay: float
+    config: ConfigService, demo_delay: float, runner: TestRunner
 ) -> Callable[[AgentWork, AgentContext], AgentBackend]:
     """Test runs use the project's real test command; agents run their configured program, else the demo."""
     demo = DemoBackend(step_delay=demo_delay)
-    runner = TestRunner()
 
     def pick(work: AgentWork, context: AgentContext) -> AgentBackend:
         if work.kind == "run_tests" and context.project_path is not None:

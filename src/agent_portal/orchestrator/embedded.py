@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -20,7 +21,7 @@ from agent_portal.agents.base import AgentBackend, AgentContext, AgentResult
 from agent_portal.auth.policy import Principal
 from agent_portal.clock import SystemClock
 from agent_portal.domain.events import DomainEvent, TestOutput
-from agent_portal.domain.models import AgentWork, OrchestrationMode, ProjectAggregate
+from agent_portal.domain.models import AgentWork, OrchestrationMode, ProjectAggregate, TDDState
 from agent_portal.domain.service import CommandOutcome, OrchestratorService, new_project
 from agent_portal.gateway.publisher import Publisher
 from agent_portal.protocol.registry import SERVER_EVENTS
@@ -31,6 +32,7 @@ from agent_portal.storage.store import Store, TestOutputRecord, VersionConflict
 log = logging.getLogger(__name__)
 
 OUTPUT_FLUSH_SECONDS = 0.1
+VERIFIED_PHASES = frozenset({TDDState.TEST_RED, TDDState.CODE_GREEN, TDDState.REFACTOR})
 MAX_CHUNK_CHARS = 16_000
 
 
@@ -54,6 +56,7 @@ class EmbeddedOrchestrator:
         config: ConfigService,
         metrics: Metrics,
         backend_for: Callable[[AgentWork, AgentContext], AgentBackend],
+        tests: AgentBackend,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -61,6 +64,7 @@ class EmbeddedOrchestrator:
         self._config = config
         self._metrics = metrics
         self._backend_for = backend_for
+        self._tests = tests
         self.service = OrchestratorService(clock, RandomIds())
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, _Cached] = {}
@@ -186,7 +190,10 @@ class EmbeddedOrchestrator:
             reporter = _Reporter(self, work)
             began = time.perf_counter()
             try:
-                result = await self._backend_for(work, context).run(work, context, reporter)
+                backend = self._backend_for(work, context)
+                result = await backend.run(work, context, reporter)
+                if self._needs_verification(backend, work, context, result):
+                    result = await self._verify(work, context, reporter, result)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -207,6 +214,32 @@ class EmbeddedOrchestrator:
             raise
         except Exception:
             log.exception("agent work failed", extra={"task_id": work.task_id, "project": project})
+
+    @staticmethod
+    def _needs_verification(
+        backend: AgentBackend, work: AgentWork, context: AgentContext, result: AgentResult
+    ) -> bool:
+        # A real agent program only says it is done; whether the tests fail (red) or pass (green) is
+        # for the project's own test command to tell. The demo backend plays its results itself.
+        return (
+            backend.name == "command"
+            and work.kind == "task"
+            and work.phase in VERIFIED_PHASES
+            and result.success
+            and not result.test_results
+            and context.project_path is not None
+        )
+
+    async def _verify(
+        self, work: AgentWork, context: AgentContext, reporter: _Reporter, result: AgentResult
+    ) -> AgentResult:
+        tests = await self._tests.run(dataclasses.replace(work, kind="run_tests"), context, reporter)
+        return dataclasses.replace(
+            result,
+            test_results=tests.test_results,
+            metrics=result.metrics or tests.metrics,
+            output=f"{result.output}\n{tests.output}".strip(),
+        )
 
     async def _report(self, work: AgentWork, result: AgentResult) -> None:
         project, svc = work.project_name, self.service
