@@ -28,21 +28,22 @@ class _Window:
 
 
 class RateLimiter:
-    """In-process limiter keyed by `user:<id>` or `ip:<addr>`; `config` may be replaced live."""
+    """In-process limiter keyed by `user:<id>` or `ip:<addr>`; `config` may be replaced live, and
+    `clock` (monotonic seconds) is injectable."""
 
     def __init__(self, config: SecurityConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self._clock = clock
+        self.clock = clock
         self._windows: dict[str, _Window] = {}
 
     def ban_remaining_ms(self, key: str) -> int:
         window = self._windows.get(key)
         if window is None:
             return 0
-        return max(0, int((window.banned_until - self._clock()) * 1000))
+        return max(0, int((window.banned_until - self.clock()) * 1000))
 
     def hit(self, key: str) -> Verdict:
-        now = self._clock()
+        now = self.clock()
         cfg = self.config
         window = self._windows.setdefault(key, _Window())
         if window.banned_until > now:
@@ -55,14 +56,19 @@ class RateLimiter:
             if stamp <= now - 1.0:
                 break
             in_last_second += 1
-        if len(events) >= cfg.events_per_minute:
-            retry = events[-cfg.events_per_minute] + 60.0 - now
-            if not window.over_minute:
+        over_minute = len(events) >= cfg.events_per_minute
+        if over_minute or in_last_second >= cfg.events_per_second:
+            # Refused events are not recorded, so the window only drains: the event is accepted once
+            # BOTH windows have room, i.e. at the later of the two instants.
+            retry = max(
+                events[-cfg.events_per_minute] + 60.0 - now if over_minute else 0.0,
+                events[-cfg.events_per_second] + 1.0 - now
+                if len(events) >= cfg.events_per_second
+                else 0.0,
+            )
+            if over_minute and not window.over_minute:
                 window.over_minute = True
                 return self._violation(window, now, retry)
-            return Verdict(False, _ms(retry))
-        if in_last_second >= cfg.events_per_second:
-            retry = events[-cfg.events_per_second] + 1.0 - now
             return Verdict(False, _ms(retry))
         window.over_minute = False
         events.append(now)
@@ -81,7 +87,7 @@ class RateLimiter:
 
     def forget_idle(self) -> None:
         """Drops windows with nothing left to remember, so memory follows active users only."""
-        now = self._clock()
+        now = self.clock()
         for key in [
             k
             for k, w in self._windows.items()
