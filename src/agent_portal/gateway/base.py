@@ -155,17 +155,20 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         kind, project = resolved
         eio_sid = self.server.manager.eio_sid_from_sid(sid, namespace)
         ctx = SocketContext(sid, eio_sid, namespace, kind, project, ip, user_agent, s.clock.now())
+        # Who was refused, once the token proved it (a banned or capped user is audited by name).
+        claimed: Principal | None = None
         try:
             if (remaining := s.limiter.ban_remaining_ms(f"ip:{ip}")) > 0:
                 raise ConnectionRefused("Banned for abuse", code="banned", details={"retry_after": remaining})
             token = auth.get("token") if isinstance(auth, dict) else None
             if isinstance(token, str) and token:
-                await self._admit(ctx, s.tokens.verify(token))
+                claimed = s.tokens.verify(token)
+                await self._admit(ctx, claimed)
             elif kind is NamespaceKind.ORCHESTRATOR:
                 raise AuthenticationError("A service token is required", code="invalid_token")
         except PortalError as exc:
             await s.audit.record(
-                ctx.principal.user_id if ctx.principal else "anonymous",
+                claimed.user_id if claimed else "anonymous",
                 "connect_refused",
                 namespace,
                 success=False,
