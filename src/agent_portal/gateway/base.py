@@ -116,6 +116,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         self.modules = {m.kind: m for m in built}
         self.routes = {m.kind: m.routes() for m in built}
         self.contexts: dict[tuple[str, str], SocketContext] = {}
+        self._pending: set[asyncio.Task[Any]] = set()
         for kind, routes in self.routes.items():
             # The protocol registry is the single source of which events exist; the routes must match it.
             expected = set(client_events_for(kind)) - {AUTHENTICATE_EVENT}
@@ -132,6 +133,16 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         if event == "disconnect":
             return await self._disconnect(namespace, sid, args[0] if args else "")
         return await self._event(namespace, sid, event, args)
+
+    def _soon(self, work: Awaitable[Any]) -> None:
+        """Runs `work` after the current handler returns (and its ack is sent), keeping a reference."""
+
+        async def run() -> None:
+            await work
+
+        task = asyncio.ensure_future(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def context(self, namespace: str, sid: str) -> SocketContext | None:
         return self.contexts.get((namespace, sid))
@@ -342,8 +353,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 ctx, AUTHENTICATE_EVENT, AuthenticationError(exc.message, code=exc.code)
             )
             if ctx.principal is None and not isinstance(exc, AuthenticationError):
-                # Refused outright (wrong project, too many connections): the socket cannot be used.
-                await self.disconnect(ctx.sid, namespace=ctx.namespace)
+                # Refused outright (wrong project, too many connections, banned): the socket cannot be
+                # used. Closed after this handler returns, so the ack goes out first.
+                self._soon(self.disconnect(ctx.sid, namespace=ctx.namespace))
             return reply
         await s.audit.record(
             principal.user_id,
