@@ -141,8 +141,8 @@ class PortalClient:
         self._set_state(StateChange(ConnectionState.CONNECTING))
         try:
             await self._open()
-        except PortalError as exc:
-            self._set_state(StateChange(ConnectionState.DISCONNECTED, error=exc))
+        except Exception as exc:
+            self._set_state(StateChange(ConnectionState.DISCONNECTED, error=_as_portal_error(exc)))
             raise
         self.backoff.reset()
         self._set_state(StateChange(ConnectionState.CONNECTED))
@@ -447,12 +447,18 @@ class PortalClient:
             try:
                 await self._open()
                 await self._restore()
+            except NetworkError as exc:
+                last = exc
             except ConnectRefused as exc:
                 last = exc
                 if exc.code in PERMANENT_REFUSALS:
                     break
-            except NetworkError as exc:
+            except PortalError as exc:
+                # e.g. the token provider could not refresh: another attempt would fail the same way
                 last = exc
+                break
+            except Exception:
+                log.exception("reconnect attempt %d failed", self.backoff.attempts)
             else:
                 self.backoff.reset()
                 self._set_state(StateChange(ConnectionState.CONNECTED))
@@ -573,6 +579,10 @@ async def _invoke(handler: Callable[..., object], *args: Any) -> None:
             await result
     except Exception:
         log.exception("event handler %r failed", handler)
+
+
+def _as_portal_error(exc: Exception) -> PortalError | None:
+    return exc if isinstance(exc, PortalError) else None
 
 
 def _wire(payload: BaseModel | Mapping[str, Any] | None) -> Any:
