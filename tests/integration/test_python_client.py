@@ -9,7 +9,7 @@ import socket
 import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -538,3 +538,33 @@ async def test_handlers_see_events_in_arrival_order(server: LiveServer) -> None:
             )
         await seen.wait(lambda _r: len(seen.items) == 12)
         assert seen.items == [str(n) for n in range(12)]
+
+
+async def test_login_session_refreshes_a_token_about_to_expire(server: LiveServer) -> None:
+    await server.add_user("rosa", "pw", "member", ["demo"])
+    async with clients() as opened:
+        client = await PortalClient.login(server.url, "rosa", "pw", transports=["websocket"])
+        opened.append(client)
+        session = client.session
+        assert session is not None
+        session.expires_at = datetime.now(UTC)  # as if it were about to expire
+        await client.connect("/portal")
+        # only /api/auth/refresh can have set a new expiry (the token itself may be byte-identical
+        # when issued within the same second)
+        assert session.expires_at > datetime.now(UTC) + timedelta(minutes=5)
+        assert (await client.join_project("demo")).project_name == "demo"
+
+
+async def test_close_while_reconnecting_stops_the_attempts(tmp_path: Path) -> None:
+    port = free_port()
+    backoff = Backoff(base_delay=0.1, max_delay=0.1, max_attempts=50)
+    async with server_on(tmp_path, port) as live:
+        client = PortalClient(live.url, token=live.token("cleo"), backoff=backoff, transports=["websocket"])
+        states = States(client)
+        await client.connect("/portal")
+    await states.wait(ConnectionState.RECONNECTING)
+    await client.close()
+    attempts = len(states.of(ConnectionState.RECONNECTING))
+    await asyncio.sleep(0.3)
+    assert len(states.of(ConnectionState.RECONNECTING)) == attempts
+    assert states.changes[-1].state is ConnectionState.CLOSED and not client.connected
