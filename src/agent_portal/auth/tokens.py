@@ -13,6 +13,7 @@ from agent_portal.errors import AuthenticationError
 from agent_portal.protocol.common import Role
 
 ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("sub", "role", "permissions", "projects", "exp")
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,23 @@ class TokenService:
     def verify(self, token: str) -> Principal:
         try:
             # Pinning the algorithm list is what refuses `alg: none` and key-confusion tokens.
+            # Every claim of decisions §2 is required: a token we did not issue in full is not ours.
             claims = jwt.decode(
-                token, self._secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "role"]}
+                token, self._secret, algorithms=[ALGORITHM], options={"require": list(REQUIRED_CLAIMS)}
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("Token expired", code="token_expired") from exc
         except jwt.PyJWTError as exc:
             raise AuthenticationError("Invalid token", code="invalid_token") from exc
-        role = claims.get("role")
-        projects = claims.get("projects", [])
+        role = claims["role"]
+        projects = claims["projects"]
         if role not in get_args(Role) or not isinstance(projects, list):
             raise AuthenticationError("Invalid token", code="invalid_token")
         if not all(isinstance(p, str) for p in projects) or not isinstance(claims["sub"], str):
             raise AuthenticationError("Invalid token", code="invalid_token")
         principal = principal_for(claims["sub"], cast(Role, role), projects)
         # The role decides the permissions; a token claiming more than its role grants is tampered.
-        claimed = claims.get("permissions", [])
+        claimed = claims["permissions"]
         if not isinstance(claimed, list) or not {str(p) for p in claimed} <= {
             p.value for p in principal.permissions
         }:
