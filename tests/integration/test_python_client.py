@@ -568,3 +568,62 @@ async def test_close_while_reconnecting_stops_the_attempts(tmp_path: Path) -> No
     await asyncio.sleep(0.3)
     assert len(states.of(ConnectionState.RECONNECTING)) == attempts
     assert states.changes[-1].state is ConnectionState.CLOSED and not client.connected
+
+
+async def test_pending_call_fails_at_once_when_the_server_drops_the_socket(server: LiveServer) -> None:
+    await server.add_project("ext", external=True)
+    release = asyncio.Event()
+    async with clients() as opened:
+        orchestrator = OrchestratorClient(server.url, token=server.token("bot", "orchestrator", ["ext"]))
+        opened.append(orchestrator)
+
+        @orchestrator.on_command
+        async def slow(_command: OrchestratorCommandEvent) -> CommandReply:
+            await release.wait()
+            return CommandReply(success=True)
+
+        await orchestrator.connect()
+        chat = PortalClient(
+            server.url,
+            token=server.token("alice", "member", ["ext"]),
+            transports=["websocket"],
+            backoff=Backoff(base_delay=0.05),
+        )
+        opened.append(chat)
+        states = States(chat)
+        await chat.connect("/chat/ext")
+        with pytest.raises(NetworkError) as timed_out:
+            await chat.call("/chat/ext", "get_history", {"limit": 1}, timeout=0.000001)
+        assert timed_out.value.code == "timeout"
+
+        # send_message is acked only once the orchestrator has answered, which it will not do for now
+        pending = asyncio.create_task(
+            chat.call("/chat/ext", "send_message", {"content": "/sprint plan", "type": "command"}, timeout=30)
+        )
+        await asyncio.sleep(0.2)
+        for sid in server.app.gateway.sockets_of("/chat/ext", "alice"):
+            await server.app.sio.disconnect(sid, namespace="/chat/ext")
+        with pytest.raises(NetworkError) as dropped:
+            await asyncio.wait_for(pending, 2)
+        assert dropped.value.code == "disconnected"
+        release.set()
+        await states.wait(ConnectionState.CONNECTED, count=2)  # a server-side disconnect is reconnected too
+        assert (await chat.call("/chat/ext", "get_history", {"limit": 1}))["messages"]
+
+
+async def test_a_project_gone_after_a_restart_gives_up_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    backoff = Backoff(base_delay=0.05, max_delay=0.1, max_attempts=20)
+    async with server_on(tmp_path / "a", port) as first:
+        await first.add_project("demo")
+        client = PortalClient(first.url, token=first.token("pia"), backoff=backoff, transports=["websocket"])
+        states = States(client)
+        await client.connect("/project/demo")
+    try:
+        await states.wait(ConnectionState.RECONNECTING)
+        async with server_on(tmp_path / "b", port):  # a fresh data dir: no project "demo"
+            gave_up = await states.wait(ConnectionState.GAVE_UP)
+            assert isinstance(gave_up.error, ConnectRefused) and gave_up.error.code == "project_not_found"
+            assert gave_up.attempt < backoff.max_attempts
+    finally:
+        await client.close()
