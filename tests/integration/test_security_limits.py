@@ -9,12 +9,15 @@ The limits are the spec's own numbers; only the limiter's clock is frozen, so "t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import socketio
 from attack import FakeClock, freeze_limiter, refusal, row_counts
 
-from support import LiveServer, Recorder
+from support import LiveServer, Recorder, live_server, make_settings
 
 UA = {"User-Agent": "limits-test/1.0"}
 
@@ -248,3 +251,49 @@ async def test_connection_cap_counts_engineio_sessions_of_every_namespace(server
     await sessions[0].close()
     await sessions[0].disconnected.wait()
     assert (await server.client("/portal", token)).sio.connected
+
+
+async def test_security_config_changes_live_and_survives_a_restart(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    changes = {"events_per_second": 3, "max_connections": 2, "token_ttl_seconds": 120}
+    async with live_server(settings) as server:
+        await server.add_project("demo")
+        await server.add_user("lead", "correct horse battery", "member", ["demo"])
+        clock = freeze_limiter(server)
+        admin = await server.client("/admin", server.token("root", "admin"), headers=UA)
+        alice = await server.client("/chat/demo", server.token("alice"))
+        for _ in range(3):
+            await ok(alice, "get_history", {})
+        await ok(
+            admin, "update_config", {"config_type": "security", "changes": changes, "reason": "incident"}
+        )
+        audited = await admin.wait_for("user_action", lambda a: a["action"] == "config_change")
+        assert audited["success"] is True and audited["user_agent"] == "limits-test/1.0"
+        # At once: the fourth event of this second is over the new limit...
+        assert await limited(alice, "get_history", {}) == 1001
+        # ...a second session is allowed, a third is not...
+        await server.client("/portal", server.token("alice"))
+        assert (await refusal(server, "/monitoring", {"token": server.token("alice")}))["code"] == (
+            "too_many_connections"
+        )
+        # ...and logins issue tokens with the new lifetime.
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            body = (
+                await http.post(
+                    "/api/auth/login", json={"username": "lead", "password": "correct horse battery"}
+                )
+            ).json()
+        expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+        assert 100 < (expires - datetime.now(UTC)).total_seconds() <= 120
+        clock.advance_ms(1001)
+
+    async with live_server(settings) as server:
+        admin = await server.client("/admin", server.token("root", "admin"))
+        stored = (await ok(admin, "get_config", {"config_type": "security"}))["config"]
+        assert {k: stored[k] for k in changes} == changes
+        assert stored["events_per_minute"] == 100, "untouched keys keep their values"
+        assert server.app.services.limiter.config.events_per_second == 3
+        token = server.token("alice")
+        await server.client("/portal", token)
+        await server.client("/monitoring", token)
+        assert (await refusal(server, "/portal", {"token": token}))["code"] == "too_many_connections"
