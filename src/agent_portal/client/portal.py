@@ -130,8 +130,9 @@ class PortalClient:
         """Connects these namespaces over one Engine.IO session (or, with none given, the ones of the last
         connect). Raises `ConnectRefused` with the server's code if any namespace is refused, and
         `NetworkError` if the server cannot be reached."""
-        if self._sio is not None and self._sio.connected:
-            raise RuntimeError("already connected; close() first")
+        reconnecting = self._reconnector is not None and not self._reconnector.done()
+        if reconnecting or (self._sio is not None and self._sio.connected):
+            raise RuntimeError("already connected or reconnecting; close() first")
         if namespaces:
             self.namespaces = tuple(dict.fromkeys(namespaces))
         if not self.namespaces:
@@ -155,10 +156,7 @@ class PortalClient:
         for task in tasks:
             if task is not asyncio.current_task():
                 task.cancel()
-        sio, self._sio = self._sio, None
-        if sio is not None:
-            with contextlib.suppress(Exception):
-                await sio.disconnect()
+        await self._drop()
         self._fail_pending("closed", "The client was closed")
         for task in tasks:
             if task is not asyncio.current_task():
@@ -445,8 +443,12 @@ class PortalClient:
             )
             await asyncio.sleep(delay)
             try:
-                await self._open()
-                await self._restore()
+                try:
+                    await self._open()
+                    await self._restore()
+                except BaseException:
+                    await self._drop()  # connected but the re-join failed: the next attempt starts clean
+                    raise
             except NetworkError as exc:
                 last = exc
             except ConnectRefused as exc:
@@ -464,6 +466,12 @@ class PortalClient:
                 self._set_state(StateChange(ConnectionState.CONNECTED))
                 return
         self._set_state(StateChange(ConnectionState.GAVE_UP, self.backoff.attempts, error=last))
+
+    async def _drop(self) -> None:
+        sio, self._sio = self._sio, None
+        if sio is not None:
+            with contextlib.suppress(Exception):
+                await sio.disconnect()
 
     async def _restore(self) -> None:
         for (namespace, _), payload in list(self._joins.items()):
