@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from agent_portal.gateway.namespaces.portal import PortalNamespace
 from agent_portal.gateway.namespaces.project import ProjectNamespace
 from agent_portal.gateway.presence import Presence
 from agent_portal.gateway.publisher import Publisher
+from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.gateway.server import asgi_app, build_socket_server
 from agent_portal.orchestrator.embedded import EmbeddedOrchestrator
 from agent_portal.orchestrator.external import ExternalOrchestrators
@@ -44,6 +46,8 @@ from agent_portal.services.system_metrics import SystemMetricsLoop
 from agent_portal.settings import Settings, load_secret
 from agent_portal.storage import Store, open_store
 from agent_portal.web.routes import build_http_app
+
+log = logging.getLogger(__name__)
 
 NAMESPACES: list[Callable[[Gateway], NamespaceModule]] = [
     PortalNamespace,
@@ -91,7 +95,8 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
     store = store or await open_store(settings.resolved_database_url)
     clock = SystemClock()
     sio = build_socket_server(settings)
-    publisher = Publisher(sio)
+    recovery = RecoveryLog(store, clock, settings.recovery_window_seconds)
+    publisher = Publisher(sio, recovery)
     metrics = Metrics()
     publisher.listeners.append(metrics.event_out)
     external = ExternalOrchestrators(sio)
@@ -125,6 +130,7 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         connections=ConnectionTracker(),
         presence=Presence(),
         publisher=publisher,
+        recovery=recovery,
         audit=audit,
         config=config,
         metrics=metrics,
@@ -173,8 +179,20 @@ def _counts(app: PortalApp) -> tuple[int, int, int]:
     return len(app.gateway.contexts), len(projects), app.orchestrator.active_tasks()
 
 
+async def _prune_loop(app: PortalApp) -> None:
+    while True:
+        await asyncio.sleep(30)
+        try:
+            await app.services.recovery.prune()
+            app.services.limiter.forget_idle()
+        except Exception:
+            log.exception("pruning failed")
+
+
 async def _start(app: PortalApp) -> None:
     s = app.services
+    await s.recovery.start()
+    app.tasks.append(asyncio.create_task(_prune_loop(app), name="prune"))
     metrics_loop = SystemMetricsLoop(
         s.publisher,
         s.metrics,

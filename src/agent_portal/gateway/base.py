@@ -31,6 +31,8 @@ from agent_portal.errors import (
     ValidationFailed,
 )
 from agent_portal.gateway.context import SocketContext
+from agent_portal.gateway.recovery import ALL, room_for
+from agent_portal.gateway.rooms import user_room
 from agent_portal.protocol.client_events import AuthenticateRequest
 from agent_portal.protocol.common import ErrorDetail, WebSocketError
 from agent_portal.protocol.registry import AUTHENTICATE_EVENT, NamespaceKind, client_events_for
@@ -40,6 +42,7 @@ from agent_portal.protocol.server_events import (
     RateLimitedEvent,
     ValidationErrorEvent,
 )
+from agent_portal.storage.store import LogEntry
 
 if TYPE_CHECKING:
     from agent_portal.services.container import Services
@@ -188,6 +191,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 error=exc.code,
             )
             raise _refusal(exc) from None
+        if ctx.principal is not None and isinstance(auth, dict) and auth.get("recovery") is True:
+            await self._offer_recovery(ctx, auth)
         self.contexts[(namespace, sid)] = ctx
         if ctx.principal is None:
             loop = asyncio.get_running_loop()
@@ -222,8 +227,48 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         if ctx.auth_timer is not None:
             ctx.auth_timer.cancel()
             ctx.auth_timer = None
-        await self.enter_room(ctx.sid, f"user:{ctx.user_id}", namespace=ctx.namespace)
+        await self.join(ctx, ALL)
+        await self.join(ctx, user_room(ctx.user_id))
         await self.modules[ctx.kind].on_connect(ctx)
+        await self.services.recovery.save(ctx)
+
+    async def join(self, ctx: SocketContext, room: str) -> None:
+        await self.enter_room(ctx.sid, room_for(ctx, room), namespace=ctx.namespace)
+        ctx.logical_rooms.add(room)
+
+    async def leave(self, ctx: SocketContext, room: str) -> None:
+        await self.leave_room(ctx.sid, room_for(ctx, room), namespace=ctx.namespace)
+        ctx.logical_rooms.discard(room)
+
+    async def _offer_recovery(self, ctx: SocketContext, auth: Any) -> None:
+        """Resumes the session named by auth.pid/auth.offset, or starts a new one (decisions §7)."""
+        s = self.services
+        pid, offset = auth.get("pid"), auth.get("offset")
+        resumed = None
+        if isinstance(pid, str) and isinstance(offset, str):
+            resumed = await s.recovery.restore(pid, ctx, offset)
+        if resumed is None:
+            ctx.pid = s.recovery.new_pid()
+        else:
+            old_sid, after, rooms = resumed
+            s.recovery.begin_replay(ctx)
+
+            async def replay() -> None:
+                async def emit(entry: LogEntry) -> None:
+                    await self.server.emit(
+                        entry.event, (entry.data, str(entry.offset)), to=ctx.sid, namespace=ctx.namespace
+                    )
+
+                try:
+                    count = await s.recovery.replay(ctx, after, old_sid, rooms, emit)
+                    log.info(
+                        "recovered", extra={"sid": ctx.sid, "namespace": ctx.namespace, "replayed": count}
+                    )
+                except Exception:
+                    log.exception("replay failed", extra={"sid": ctx.sid, "namespace": ctx.namespace})
+
+            self.server.after_connect_sent[(ctx.namespace, ctx.sid)] = replay
+        self.server.connect_extras[(ctx.namespace, ctx.sid)] = {"pid": ctx.pid}
 
     async def _auth_timeout(self, ctx: SocketContext) -> None:
         if self.contexts.get((ctx.namespace, ctx.sid)) is ctx and ctx.principal is None:
@@ -242,6 +287,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             ctx.auth_timer.cancel()
         if ctx.principal is not None:
             self.services.connections.remove(ctx.principal.user_id, ctx.eio_sid, namespace)
+            await self.services.recovery.save(ctx, disconnected=True)
             try:
                 await self.modules[ctx.kind].on_disconnect(ctx)
             except Exception:

@@ -24,8 +24,13 @@ class SocketContext:
     joined: set[str] = field(default_factory=set)
     # project (None = every project in scope) -> events the socket narrowed its stream to.
     subscriptions: dict[str | None, frozenset[str]] = field(default_factory=dict)
+    # Subscription rooms (logical names), kept so changes can be applied as a difference.
     rooms: set[str] = field(default_factory=set)
+    # Every room the socket is in, by logical name (recovery sockets are in them under a prefix).
+    logical_rooms: set[str] = field(default_factory=set)
     auth_timer: asyncio.TimerHandle | None = None
+    # Set for sockets that asked for connection state recovery.
+    pid: str | None = None
 
     @property
     def user_id(self) -> str:

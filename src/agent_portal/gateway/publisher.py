@@ -9,6 +9,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel
 
+from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.gateway.rooms import SYSTEM_SCOPE, members_room, stream_rooms
 from agent_portal.protocol.registry import MONITORING_PROJECT_EVENTS, PROJECT_EVENTS, SERVER_EVENTS
 
@@ -29,8 +30,9 @@ def chat_namespace(project: str) -> str:
 
 
 class Publisher:
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(self, sio: socketio.AsyncServer, log: RecoveryLog) -> None:
         self._sio = sio
+        self._log = log
         self.sent: Counter[str] = Counter()
         self.listeners: list[Any] = []
 

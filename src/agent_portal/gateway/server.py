@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
+from socketio import packet as sio_packet
 
 from agent_portal.settings import Settings
 
@@ -31,12 +33,50 @@ class OriginPolicy:
         return host is not None and origin in (f"http://{host}", f"https://{host}", f"{scheme}://{host}")
 
 
+def _recovering(base: type[Any]) -> type[Any]:
+    """Adds what connection state recovery needs at the packet level: extra fields (`pid`) in a
+    socket's CONNECT reply, and a hook that runs once that reply has been sent (the replay)."""
+
+    class RecoveringServer(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.connect_extras: dict[tuple[str, str], dict[str, Any]] = {}
+            self.after_connect_sent: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {}
+            self._hooks: set[asyncio.Task[None]] = set()
+
+        async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+            # Private in python-socketio, wrapped: the CONNECT reply is built inside the library.
+            if (
+                pkt.packet_type != sio_packet.CONNECT
+                or not isinstance(pkt.data, dict)
+                or "sid" not in pkt.data
+            ):
+                await super()._send_packet(eio_sid, pkt)
+                return
+            key = (pkt.namespace or "/", pkt.data["sid"])
+            extra = self.connect_extras.pop(key, None)
+            if extra:
+                pkt.data = {**pkt.data, **extra}
+            await super()._send_packet(eio_sid, pkt)
+            hook = self.after_connect_sent.pop(key, None)
+            if hook is not None:
+                task = asyncio.ensure_future(hook())
+                self._hooks.add(task)
+                task.add_done_callback(self._hooks.discard)
+
+        def forget(self, namespace: str, sid: str) -> None:
+            self.connect_extras.pop((namespace, sid), None)
+            self.after_connect_sent.pop((namespace, sid), None)
+
+    return RecoveringServer
+
+
 def build_socket_server(
-    settings: Settings, client_manager: Any = None, server_class: Callable[..., Any] | None = None
+    settings: Settings, client_manager: Any = None, server_class: type[Any] | None = None
 ) -> Any:
     from agent_portal.gateway.engine import PortalSocketServer
 
-    cls = server_class or PortalSocketServer
+    cls = _recovering(server_class or PortalSocketServer)
     return cls(
         async_mode="asgi",
         client_manager=client_manager,

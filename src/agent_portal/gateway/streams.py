@@ -33,9 +33,9 @@ class Streams:
         """Moves the socket into exactly the rooms its scopes and subscriptions call for."""
         desired = subscription_rooms(self.scopes(ctx), ctx.subscriptions)
         for room in ctx.rooms - desired:
-            await self.gateway.leave_room(ctx.sid, room, namespace=ctx.namespace)
+            await self.gateway.leave(ctx, room)
         for room in desired - ctx.rooms:
-            await self.gateway.enter_room(ctx.sid, room, namespace=ctx.namespace)
+            await self.gateway.join(ctx, room)
         ctx.rooms = desired
 
     async def subscribe(self, ctx: SocketContext, request: SubscribeRequest) -> dict[str, object]:
@@ -61,6 +61,7 @@ class Streams:
                 )
         ctx.subscriptions[project] = frozenset(request.events)
         await self.apply(ctx)
+        await self.s.recovery.save(ctx)
         return {"events": sorted(request.events), "project_name": project}
 
     async def _visible_project(self, ctx: SocketContext, project: str) -> None:
@@ -83,7 +84,7 @@ class Streams:
         user = ctx.principal.user_id
         if project not in ctx.joined:
             ctx.joined.add(project)
-            await self.gateway.enter_room(ctx.sid, members_room(project), namespace=ctx.namespace)
+            await self.gateway.join(ctx, members_room(project))
             await self.apply(ctx)
             if await self.s.presence.join(project, user, f"{ctx.namespace}#{ctx.sid}"):
                 await self.s.publisher.to_members(
@@ -95,6 +96,7 @@ class Streams:
             await self.s.audit.record(
                 user, "join", project, success=True, ip=ctx.ip, user_agent=ctx.user_agent
             )
+            await self.s.recovery.save(ctx)
         record = await self.s.store.get_project(project)
         assert record is not None
         joined = JoinedProjectEvent(
@@ -113,10 +115,30 @@ class Streams:
         ctx.joined.discard(project)
         if ctx.kind is NamespaceKind.PORTAL:
             ctx.subscriptions.pop(project, None)
-        await self.gateway.leave_room(ctx.sid, members_room(project), namespace=ctx.namespace)
+        await self.gateway.leave(ctx, members_room(project))
         await self.apply(ctx)
         await self._left(ctx, project)
+        await self.s.recovery.save(ctx)
         return {"project_name": project, "left": True}
+
+    async def resume(self, ctx: SocketContext) -> None:
+        """A recovered socket is back in the projects it had joined (and counted in their presence)."""
+        assert ctx.principal is not None
+        for project in sorted(ctx.joined):
+            if not can_see(ctx.principal, project) or await self.s.store.get_project(project) is None:
+                ctx.joined.discard(project)
+                continue
+            await self.gateway.join(ctx, members_room(project))
+            if await self.s.presence.join(project, ctx.principal.user_id, f"{ctx.namespace}#{ctx.sid}"):
+                await self.s.publisher.to_members(
+                    project,
+                    "user_joined",
+                    UserJoinedEvent(
+                        user_id=ctx.principal.user_id, project_name=project, timestamp=self.s.clock.now()
+                    ),
+                    skip_sids=self._user_sids(project, ctx.principal.user_id),
+                )
+        await self.apply(ctx)
 
     async def leave_all(self, ctx: SocketContext) -> None:
         for project in sorted(ctx.joined):

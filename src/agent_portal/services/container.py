@@ -10,6 +10,7 @@ from agent_portal.clock import SystemClock
 from agent_portal.gateway.limits import ConnectionTracker, RateLimiter
 from agent_portal.gateway.presence import Presence
 from agent_portal.gateway.publisher import Publisher
+from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.orchestrator.external import ExternalOrchestrators
 from agent_portal.orchestrator.router import OrchestratorRouter
 from agent_portal.services.audit import AuditService
@@ -33,6 +34,7 @@ class Services:
     connections: ConnectionTracker
     presence: Presence
     publisher: Publisher
+    recovery: RecoveryLog
     audit: AuditService
     config: ConfigService
     metrics: Metrics

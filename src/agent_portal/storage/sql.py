@@ -19,8 +19,10 @@ from agent_portal.storage.store import (
     AttachmentRecord,
     AuditRecord,
     ConfigRecord,
+    LogEntry,
     MessageRecord,
     ProjectRecord,
+    RecoverySession,
     TestOutputRecord,
     ThreadRecord,
     ThreadStats,
@@ -369,6 +371,90 @@ class SqlStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [AuditRecord(**{**dict(row), "created_at": _utc(row["created_at"])}) for row in rows]
+
+    # --- recovery: event log and sessions ------------------------------------------------------
+
+    async def append_log(self, entries: list[LogEntry]) -> list[int]:
+        offsets = []
+        async with self._engine.begin() as conn:
+            for entry in entries:
+                result = await conn.execute(
+                    t.event_log.insert().values(
+                        namespace=entry.namespace,
+                        rooms=list(entry.rooms),
+                        skip=list(entry.skip),
+                        event=entry.event,
+                        data=entry.data,
+                        created_at=entry.created_at,
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                offsets.append(int(key[0]))
+        return offsets
+
+    async def log_since(self, since: datetime) -> list[LogEntry]:
+        log = t.event_log
+        query = sa.select(log).where(log.c.created_at >= since).order_by(log.c.offset)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            LogEntry(
+                offset=int(row["offset"]),
+                namespace=row["namespace"],
+                rooms=tuple(row["rooms"]),
+                skip=tuple(row["skip"]),
+                event=row["event"],
+                data=row["data"],
+                created_at=_utc(row["created_at"]),
+            )
+            for row in rows
+        ]
+
+    async def prune_log(self, before: datetime) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(t.event_log.delete().where(t.event_log.c.created_at < before))
+        return int(result.rowcount or 0)
+
+    async def save_session(self, session: RecoverySession) -> None:
+        values = session.__dict__
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(
+                t.recovery_sessions.update().where(t.recovery_sessions.c.pid == session.pid).values(**values)
+            )
+            if updated.rowcount == 0:
+                await conn.execute(t.recovery_sessions.insert().values(**values))
+
+    async def take_session(self, pid: str) -> RecoverySession | None:
+        s = t.recovery_sessions
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(s).where(s.c.pid == pid))).mappings().first()
+            if row is None:
+                return None
+            deleted = await conn.execute(s.delete().where(s.c.pid == pid))
+            if deleted.rowcount != 1:
+                return None  # taken by a concurrent reconnect
+        disconnected = row["disconnected_at"]
+        return RecoverySession(
+            pid=row["pid"],
+            namespace=row["namespace"],
+            sid=row["sid"],
+            user_id=row["user_id"],
+            state=dict(row["state"]),
+            updated_at=_utc(row["updated_at"]),
+            disconnected_at=_utc(disconnected) if disconnected else None,
+        )
+
+    async def end_sessions(self, at: datetime) -> None:
+        s = t.recovery_sessions
+        async with self._engine.begin() as conn:
+            await conn.execute(s.update().where(s.c.disconnected_at.is_(None)).values(disconnected_at=at))
+
+    async def prune_sessions(self, before: datetime) -> int:
+        s = t.recovery_sessions
+        async with self._engine.begin() as conn:
+            result = await conn.execute(s.delete().where(s.c.disconnected_at < before))
+        return int(result.rowcount or 0)
 
     # --- config --------------------------------------------------------------------------------
 

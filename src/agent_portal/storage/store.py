@@ -101,6 +101,30 @@ class ConfigRecord:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """One broadcast, kept for the recovery window so a reconnecting socket can be sent what it missed."""
+
+    offset: int
+    namespace: str
+    rooms: tuple[str, ...]
+    skip: tuple[str, ...]
+    event: str
+    data: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RecoverySession:
+    pid: str
+    namespace: str
+    sid: str
+    user_id: str
+    state: dict[str, Any]
+    updated_at: datetime
+    disconnected_at: datetime | None = None
+
+
 class VersionConflict(Exception):
     """Someone else saved the project state first; reload and retry."""
 
@@ -148,6 +172,24 @@ class Store(Protocol):
 
     async def add_audit(self, record: AuditRecord) -> AuditRecord: ...
     async def list_audit(self, *, before: datetime | None, limit: int) -> list[AuditRecord]: ...
+
+    async def append_log(self, entries: list[LogEntry]) -> list[int]:
+        """Stores broadcasts (their `offset` is ignored) and returns the offsets they were given."""
+        ...
+
+    async def log_since(self, since: datetime) -> list[LogEntry]: ...
+    async def prune_log(self, before: datetime) -> int: ...
+
+    async def save_session(self, session: RecoverySession) -> None: ...
+    async def take_session(self, pid: str) -> RecoverySession | None:
+        """Returns and removes a session: a pid is recovered at most once."""
+        ...
+
+    async def end_sessions(self, at: datetime) -> None:
+        """Marks every session still open as disconnected at `at` (after an unclean stop)."""
+        ...
+
+    async def prune_sessions(self, before: datetime) -> int: ...
 
     async def get_config(self, config_type: str) -> ConfigRecord | None: ...
     async def set_config(self, record: ConfigRecord) -> None: ...

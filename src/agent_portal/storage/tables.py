@@ -132,3 +132,28 @@ config = Table(
     Column("updated_by", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+event_log = Table(
+    "event_log",
+    metadata,
+    Column("offset", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("namespace", String(200), nullable=False),
+    Column("rooms", JSON, nullable=False),
+    Column("skip", JSON, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_event_log_created", "created_at"),
+)
+
+recovery_sessions = Table(
+    "recovery_sessions",
+    metadata,
+    Column("pid", String(64), primary_key=True),
+    Column("namespace", String(200), nullable=False),
+    Column("sid", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("disconnected_at", DateTime(timezone=True)),
+)

@@ -28,7 +28,7 @@ class PortalNamespace:
         }
 
     async def on_connect(self, ctx: SocketContext) -> None:
-        await self.streams.apply(ctx)
+        await self.streams.resume(ctx)
 
     async def on_disconnect(self, ctx: SocketContext) -> None:
         await self.streams.leave_all(ctx)
