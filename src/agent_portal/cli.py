@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--public-url", default=_env("PUBLIC_URL"), help="the URL users reach the server at")
     serve.add_argument("--static-dir", default=_env("STATIC_DIR"), help="a built portal to serve at /")
+    serve.add_argument(
+        "--recovery-window",
+        type=float,
+        default=float(_env("RECOVERY_WINDOW", "120") or 120),
+        help="seconds a dropped client may take to reconnect and be sent what it missed",
+    )
     serve.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
 
     token = sub.add_parser("token", help="print a signed access token")
@@ -98,6 +104,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         public_url=getattr(args, "public_url", None),
         static_dir=Path(static) if static else (PACKAGED_PORTAL if PACKAGED_PORTAL.exists() else None),
         log_json=not getattr(args, "text_logs", False),
+        recovery_window_seconds=getattr(args, "recovery_window", 120.0),
     )
 
 

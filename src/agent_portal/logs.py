@@ -32,3 +32,5 @@ def configure(json_logs: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Migrations narrate every plugin they load; only their problems belong in the server's log.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

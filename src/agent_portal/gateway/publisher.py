@@ -9,7 +9,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel
 
-from agent_portal.gateway.recovery import RecoveryLog
+from agent_portal.gateway.recovery import ALL, RECOVERY_PREFIX, RecoveryLog
 from agent_portal.gateway.rooms import SYSTEM_SCOPE, members_room, stream_rooms
 from agent_portal.protocol.registry import MONITORING_PROJECT_EVENTS, PROJECT_EVENTS, SERVER_EVENTS
 
@@ -78,21 +78,35 @@ class Publisher:
     async def to_chat(
         self, project: str, event: str, model: BaseModel, skip_sids: list[str] | None = None
     ) -> None:
-        await self._emit(event, self.payload(event, model), chat_namespace(project), None, skip_sids)
+        await self._emit(event, self.payload(event, model), chat_namespace(project), ALL, skip_sids)
 
     async def to_admins(self, event: str, model: BaseModel) -> None:
-        await self._emit(event, self.payload(event, model), ADMIN, None)
+        await self._emit(event, self.payload(event, model), ADMIN, ALL)
 
     async def to_socket(self, namespace: str, sid: str, event: str, model: BaseModel) -> None:
-        await self._emit(event, self.payload(event, model), namespace, sid)
+        """A reply to one socket: not a broadcast, so not logged for recovery (as in Node)."""
+        await self._sio.emit(event, self.payload(event, model), to=sid, namespace=namespace)
+        self.sent[event] += 1
 
     async def _emit(
         self,
         event: str,
         data: dict[str, Any],
         namespace: str,
-        room: str | list[str] | None,
+        room: str | list[str],
         skip_sid: list[str] | None = None,
     ) -> None:
-        await self._sio.emit(event, data, room=room, namespace=namespace, skip_sid=skip_sid)
+        rooms = [room] if isinstance(room, str) else room
+        skip = list(skip_sid or ())
+        async with self._log.lock:
+            offset = await self._log.append(namespace, rooms, skip, event, data)
+            # Sockets still being sent what they missed get this one from the log, after the rest.
+            held_back = skip + self._log.replaying(namespace)
+            await self._sio.emit(event, data, room=rooms, namespace=namespace, skip_sid=held_back)
+            recovering = [RECOVERY_PREFIX + r for r in rooms]
+            present = self._sio.manager.rooms.get(namespace, {})
+            if any(r in present for r in recovering):
+                await self._sio.emit(
+                    event, (data, str(offset)), room=recovering, namespace=namespace, skip_sid=held_back
+                )
         self.sent[event] += 1
