@@ -226,3 +226,15 @@ async def test_commands_for_external_projects_reach_the_orchestrator(
     assert result["result"]["args"] == {"story_ids": ["S-1", "S-2"]}
     response = await chat.wait_for("message_received", lambda m: m["type"] == "response")
     assert response["embed_data"]["title"] == "/sprint plan"
+
+
+async def test_an_admin_can_narrow_one_project_on_monitoring(world: dict[str, Recorder]) -> None:
+    admin = world["monitor_admin"]
+    reply = await admin.call("subscribe_to_events", {"events": ["test_output"], "project_name": "ext"})
+    assert reply["ok"] is True
+    await world["orch"].call("publish", {"event": "agent_activity", "data": sample("agent_activity", "ext")})
+    await world["orch"].call("publish", {"event": "agent_activity", "data": sample("agent_activity", "ext2")})
+    await world["orch"].call("publish", {"event": "test_output", "data": sample("test_output", "ext")})
+    await admin.wait_for("test_output")
+    await admin.wait_for("agent_activity", lambda a: a["project_name"] == "ext2")
+    assert [a["project_name"] for a in admin.of("agent_activity")] == ["ext2"]

@@ -13,7 +13,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import socketio
@@ -319,6 +318,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             if route.permission is not None and not can(ctx.principal, route.permission, ctx.project):
                 raise ForbiddenError(f"Permission {route.permission.value} required for {event}")
             self._check_user_id(ctx, request)
+            self._check_project(ctx, request)
             data = await route.handler(ctx, request)
             return {"ok": True, "data": data} if data is not None else {"ok": True}
         except PortalError as exc:
@@ -365,6 +365,13 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             raise ValidationFailed(message, details=_validation_details(exc)) from None
 
     @staticmethod
+    def _check_project(ctx: SocketContext, request: BaseModel) -> None:
+        # A project named in any request must be one the user may see, whatever the event does with it.
+        project = getattr(request, "project_name", None)
+        if isinstance(project, str) and ctx.principal is not None and not can_see(ctx.principal, project):
+            raise ForbiddenError(f"Not allowed on project {project}")
+
+    @staticmethod
     def _check_user_id(ctx: SocketContext, request: BaseModel) -> None:
         claimed = getattr(request, "user_id", None)
         if claimed is not None and ctx.principal is not None and claimed != ctx.principal.user_id:
@@ -374,6 +381,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         s = self.services
         request = self._validate(AuthenticateRequest, payload, AUTHENTICATE_EVENT)
         assert isinstance(request, AuthenticateRequest)
+        principal: Principal | None = None
         try:
             principal = s.tokens.verify(request.token)
             if request.user_id is not None and request.user_id != principal.user_id:
@@ -387,7 +395,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 ctx.principal = principal
         except (AuthenticationError, ForbiddenError, ProjectNotFoundError, ConnectionRefused) as exc:
             await s.audit.record(
-                principal.user_id if "principal" in locals() else "anonymous",
+                principal.user_id if principal is not None else "anonymous",
                 "authentication_failed",
                 ctx.namespace,
                 success=False,
@@ -457,7 +465,3 @@ def _plain(details: Any) -> Any:
     if isinstance(details, list):
         return [d.model_dump() if isinstance(d, BaseModel) else d for d in details]
     return details
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

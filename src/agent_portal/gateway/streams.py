@@ -19,19 +19,26 @@ class Streams:
         self.gateway = gateway
         self.s = gateway.services
 
-    def scopes(self, ctx: SocketContext) -> set[str]:
+    async def scopes(self, ctx: SocketContext) -> set[str]:
         if ctx.kind is NamespaceKind.PORTAL:
             return set(ctx.joined)
         if ctx.kind is NamespaceKind.PROJECT:
             assert ctx.project is not None
             return {ctx.project}
         assert ctx.principal is not None
-        projects = {ALL_PROJECTS_SCOPE} if ctx.principal.sees_all_projects else set(ctx.principal.projects)
+        if not ctx.principal.sees_all_projects:
+            projects = set(ctx.principal.projects)
+        elif any(project is not None for project in ctx.subscriptions):
+            # One project narrowed: the "every project" room cannot leave it out, so follow each
+            # project by name (projects added later are followed after the next subscribe).
+            projects = {record.name for record in await self.s.store.list_projects()}
+        else:
+            projects = {ALL_PROJECTS_SCOPE}
         return projects | {SYSTEM_SCOPE}
 
     async def apply(self, ctx: SocketContext) -> None:
         """Moves the socket into exactly the rooms its scopes and subscriptions call for."""
-        desired = subscription_rooms(self.scopes(ctx), ctx.subscriptions)
+        desired = subscription_rooms(await self.scopes(ctx), ctx.subscriptions)
         for room in ctx.rooms - desired:
             await self.gateway.leave(ctx, room)
         for room in desired - ctx.rooms:
@@ -53,11 +60,6 @@ class Streams:
                 raise ValidationFailed(
                     "project_name must name this namespace's project",
                     details=[ErrorDetail(path="project_name", message=f"expected {ctx.project}")],
-                )
-            if ctx.kind is NamespaceKind.MONITORING and ctx.principal and ctx.principal.sees_all_projects:
-                raise ValidationFailed(
-                    "Per-project subscriptions on /monitoring need a project-scoped token",
-                    details=[ErrorDetail(path="project_name", message="subscribe without project_name")],
                 )
         ctx.subscriptions[project] = frozenset(request.events)
         await self.apply(ctx)

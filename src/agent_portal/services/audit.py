@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from agent_portal.clock import SystemClock
 from agent_portal.gateway.publisher import Publisher
@@ -46,12 +47,8 @@ class AuditService:
         )
         await self._publisher.to_admins("user_action", to_event(record))
 
-    async def page(self, limit: int, before: object) -> list[UserActionEvent]:
-        from datetime import datetime
-
-        records = await self._store.list_audit(
-            before=before if isinstance(before, datetime) else None, limit=limit
-        )
+    async def page(self, limit: int, before: datetime | None) -> list[UserActionEvent]:
+        records = await self._store.list_audit(before=before, limit=limit)
         return [to_event(r) for r in records]
 
 
