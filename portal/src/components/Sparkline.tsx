@@ -12,6 +12,8 @@ const H = 40;
 /** A small line chart in SVG: the last value large, the history as a line. */
 export function Sparkline({ values, max, label, unit = '', format }: Props) {
   const top = max ?? Math.max(1, ...values) * 1.2;
+  // One sample is a flat line until the next arrives.
+  if (values.length === 1) values = [values[0]!, values[0]!];
   const step = values.length > 1 ? W / (values.length - 1) : W;
   const points = values.map((v, i) => `${(i * step).toFixed(1)},${(H - (Math.min(v, top) / top) * H).toFixed(1)}`);
   const last = values.at(-1);

@@ -38,3 +38,10 @@ export function bytes(n: number): string {
 }
 
 export const percent = (n: number): string => `${Math.round(n)}%`;
+
+/** Short spans (phases, agent steps): milliseconds, seconds, then minutes. */
+export function shortDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return duration(ms);
+}

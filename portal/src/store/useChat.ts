@@ -61,9 +61,11 @@ export function useChat(project: string, me: string) {
   }, [manager, ns, merge]);
 
   useEffect(() => {
-    loadLatest();
+    loadLatest(); // sent once connected; only a later, unrecovered reconnect needs another
+    let first = !manager.isConnected(ns);
     return manager.subscribe(ns, 'connected', ({ recovered }) => {
-      if (!recovered) loadLatest();
+      if (!recovered && !first) loadLatest();
+      first = false;
     });
   }, [manager, ns, loadLatest]);
 

@@ -30,9 +30,11 @@ export function useProjectLive(project: string): { live: ProjectLive; reload: ()
   }, [reload]);
 
   useEffect(() => {
-    reload();
+    reload(); // sent once connected; only a later, unrecovered reconnect needs another
+    let first = !manager.isConnected(ns);
     const off = manager.subscribe(ns, 'connected', ({ recovered }) => {
-      if (!recovered) reload();
+      if (!recovered && !first) reload();
+      first = false;
     });
     return () => {
       off();

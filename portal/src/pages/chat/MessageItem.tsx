@@ -85,6 +85,11 @@ export function MessageItem({ project, message: m, result, thread, orphanReply, 
             {r.emoji} {r.count}
           </button>
         ))}
+        {!inThread && onOpenThread && (thread || canWrite || orphanReply) && (
+          <button type="button" className="link-button small" onClick={onOpenThread}>
+            {thread && thread.message_count > 0 ? `${thread.message_count} ${thread.message_count === 1 ? 'reply' : 'replies'}` : orphanReply ? 'Open thread' : 'Reply in thread'}
+          </button>
+        )}
         {canWrite && (
           <span className="react-add">
             {QUICK_REACTIONS.filter((e) => !m.reactions?.some((r) => r.emoji === e)).map((emoji) => (
@@ -93,11 +98,6 @@ export function MessageItem({ project, message: m, result, thread, orphanReply, 
               </button>
             ))}
           </span>
-        )}
-        {!inThread && onOpenThread && (thread || canWrite || orphanReply) && (
-          <button type="button" className="link-button small" onClick={onOpenThread}>
-            {thread && thread.message_count > 0 ? `${thread.message_count} ${thread.message_count === 1 ? 'reply' : 'replies'}` : orphanReply ? 'Open thread' : 'Reply in thread'}
-          </button>
         )}
       </footer>
     </article>

@@ -2,7 +2,7 @@ import { useLayoutEffect, useRef, useState } from 'react';
 
 import { DemoBadge } from '../../components/DemoBadge';
 import { Panel } from '../../components/Panel';
-import { duration, stripDemo } from '../../lib/format';
+import { shortDuration, stripDemo } from '../../lib/format';
 import type { CycleView } from '../../store/monitoringReducer';
 import { PhaseTrack } from './CycleList';
 
@@ -61,8 +61,8 @@ export function TestOutput({ cycle }: { cycle?: CycleView }) {
           <dd>{cycle.metrics ? `${cycle.metrics.coverage.toFixed(1)}%` : '—'}</dd>
         </div>
         <div>
-          <dt>Phase time</dt>
-          <dd>{cycle.phases.filter((p) => p.duration).map((p) => duration(p.duration!)).join(' · ') || '—'}</dd>
+          <dt>Phase times</dt>
+          <dd>{cycle.phases.filter((p) => p.duration).map((p) => shortDuration(p.duration!)).join(' · ') || '—'}</dd>
         </div>
       </dl>
       <pre className="terminal" ref={box} onScroll={onScroll} tabIndex={0} aria-label="Test output" aria-live="off" data-testid="test-output">
