@@ -1,8 +1,10 @@
 """PortalClient: an asyncio client of the portal on python-socketio's `AsyncClient`.
 
 One Engine.IO session carries every namespace the client connects; each namespace's CONNECT carries
-`{token}`. Reconnection is driven here, not by python-socketio (its own is off), with the spec's
-backoff; after a reconnect the client joins its projects and narrows its streams again.
+`{token}` (and, with recovery on, `{recovery, pid, offset}` of that namespace). Reconnection is driven
+here, not by python-socketio (its own is off), with the spec's backoff. After a reconnect, a namespace whose
+session was recovered already has its joins and subscriptions, and its missed events are replayed; any
+other namespace joins its projects and narrows its streams again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from agent_portal.client.errors import (
     from_wire,
     local_error,
 )
+from agent_portal.client.recovery import RecoveringAsyncClient, Recovery
 from agent_portal.protocol import server_events as s
 from agent_portal.protocol.common import Ack, WebSocketError
 from agent_portal.protocol.registry import SERVER_EVENTS
@@ -61,13 +64,19 @@ class ConnectionState(enum.StrEnum):
 @dataclass(frozen=True)
 class StateChange:
     """What `on_state` listeners receive. `attempt`/`delay` (seconds) are set while reconnecting, `reason`
-    on a disconnect, `error` when an attempt failed or the client gave up."""
+    on a disconnect, `error` when an attempt failed or the client gave up.
+
+    `recovered` is set on `connected`: True when every namespace got its session back, so nothing was
+    missed. False after a reconnect means events may have been lost while disconnected: the client has
+    re-joined and re-subscribed, and the caller should reload a snapshot (`get_snapshot`, `get_history`).
+    `PortalClient.recovered(namespace)` tells which namespaces were recovered."""
 
     state: ConnectionState
     attempt: int = 0
     delay: float | None = None
     reason: str | None = None
     error: PortalError | None = None
+    recovered: bool = False
 
 
 class PortalClient:
@@ -76,7 +85,9 @@ class PortalClient:
     `token` is a token string or a callable (sync or async) returning one; it is called on every connect
     and reconnect, so a refreshed token is used. `PortalClient.login()` passes a `Session` that refreshes
     itself. `transports` as python-socketio's (`["websocket"]`, `["polling"]`, default: polling then
-    upgrade). `backoff` drives reconnection; `reconnect=False` turns it off.
+    upgrade). `backoff` drives reconnection; `reconnect=False` turns it off. `recovery` (on by default)
+    asks the server for connection state recovery (decisions §7): after a dropped connection, missed
+    events are replayed in order before new ones, and joins and subscriptions are kept.
 
     Events are delivered to handlers one at a time, in the order they arrived. A handler registered with
     `on()` gets the event's pydantic model from `agent_portal.protocol`; a payload that fails the model is
@@ -92,6 +103,7 @@ class PortalClient:
         transports: list[str] | None = None,
         backoff: Backoff | None = None,
         reconnect: bool = True,
+        recovery: bool = True,
         connect_timeout: float = 5.0,
         call_timeout: float = 10.0,
     ) -> None:
@@ -117,6 +129,7 @@ class PortalClient:
         self._dispatcher: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._refusals: dict[str, ConnectRefused] = {}
+        self._recovery = Recovery() if recovery else None
 
     @classmethod
     async def login(cls, base_url: str, username: str, password: str, **options: Any) -> PortalClient:
@@ -158,6 +171,8 @@ class PortalClient:
                 task.cancel()
         await self._drop()
         self._fail_pending("closed", "The client was closed")
+        if self._recovery is not None:
+            self._recovery.forget()  # a deliberate close ends the sessions; the next connect starts anew
         for task in tasks:
             if task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError):
@@ -174,6 +189,10 @@ class PortalClient:
     @property
     def connected(self) -> bool:
         return self.state is ConnectionState.CONNECTED
+
+    def recovered(self, namespace: str) -> bool:
+        """True when the last connect of `namespace` resumed its session (the same pid came back)."""
+        return self._recovery is not None and self._recovery.recovered(namespace)
 
     # --- events --------------------------------------------------------------------------------
 
@@ -369,7 +388,11 @@ class PortalClient:
 
     async def _open(self) -> None:
         token = await self._resolve_token()
-        sio = socketio.AsyncClient(reconnection=False)
+        sio = (
+            socketio.AsyncClient(reconnection=False)
+            if self._recovery is None
+            else RecoveringAsyncClient(self._recovery, reconnection=False)
+        )
 
         # python-socketio awaits only coroutine functions, so these are `async def`, not lambdas.
         async def on_event(event: str, namespace: str, *args: Any) -> Any:
@@ -463,7 +486,8 @@ class PortalClient:
                 log.exception("reconnect attempt %d failed", self.backoff.attempts)
             else:
                 self.backoff.reset()
-                self._set_state(StateChange(ConnectionState.CONNECTED))
+                recovered = all(self.recovered(n) for n in self.namespaces)
+                self._set_state(StateChange(ConnectionState.CONNECTED, recovered=recovered))
                 return
         self._set_state(StateChange(ConnectionState.GAVE_UP, self.backoff.attempts, error=last))
 
@@ -474,10 +498,13 @@ class PortalClient:
                 await sio.disconnect()
 
     async def _restore(self) -> None:
+        # A recovered namespace has them already: joining again would be a second `joined_project`.
         for (namespace, _), payload in list(self._joins.items()):
-            await self._restore_one(namespace, "join_project", payload)
+            if not self.recovered(namespace):
+                await self._restore_one(namespace, "join_project", payload)
         for (namespace, _), payload in list(self._subscriptions.items()):
-            await self._restore_one(namespace, "subscribe_to_events", payload)
+            if not self.recovered(namespace):
+                await self._restore_one(namespace, "subscribe_to_events", payload)
 
     async def _restore_one(self, namespace: str, event: str, payload: dict[str, Any]) -> None:
         try:
@@ -546,6 +573,8 @@ class PortalClient:
     async def _on_event(self, sio: Any, event: str, namespace: str, args: tuple[Any, ...]) -> Any:
         if sio is not self._sio:
             return None
+        if self._recovery is not None:
+            args = self._recovery.strip(namespace, args)
         payload = args[0] if len(args) == 1 else list(args) if args else None
         responder = self._responders.get((namespace, event))
         if responder is not None:
