@@ -196,6 +196,15 @@ def alice(url: str, server: LiveServer, transports: list[str], **options: Any) -
     return PortalClient(url, token=token, transports=transports, backoff=backoff, **options)
 
 
+async def only_one_socket(live: LiveServer, user: str) -> None:
+    """Waits until the server has let go of the dropped socket (a polling one only goes on ping timeout)."""
+    for _ in range(100):
+        if len(live.app.gateway.sockets_of("/portal", user)) == 1:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{user} still has {live.app.gateway.sockets_of('/portal', user)} on /portal")
+
+
 def names(n: int, m: int) -> list[str]:
     return [f"e{i}" for i in range(n, m + 1)]
 
@@ -389,5 +398,41 @@ async def test_with_recovery_off_it_joins_again_and_never_claims_recovery(server
             await publish(bot, "e2")
             await events.wait(lambda e: e.triggered_by == "e2")
             assert events.names() == ["e1", "e2"]
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]], ids=["websocket", "polling"])
+async def test_recovers_again_after_each_of_several_drops(tmp_path: Path, transports: list[str]) -> None:
+    # Short pings: a dropped polling session, which the server cannot see close, times out between drops.
+    port = free_port()
+    async with (
+        server_on(tmp_path, port, ping_interval=0.5, ping_timeout=1.0) as live,
+        Proxy(port) as proxy,
+        orchestrator(live) as bot,
+    ):
+        await live.add_project("ext", external=True)
+        client = alice(proxy.url, live, transports)
+        try:
+            states = States(client)
+            events, joined = Inbox(), Inbox()
+            client.on("/portal", "state_change", events)
+            client.on("/portal", "joined_project", joined)
+            await client.connect("/portal")
+            await client.join_project("ext")
+            for drop in range(1, 4):
+                await publish(bot, f"e{2 * drop - 1}")
+                await events.wait(lambda e, n=2 * drop - 1: e.triggered_by == f"e{n}")
+                proxy.cut()
+                await states.wait(ConnectionState.DISCONNECTED, count=drop)
+                await publish(bot, f"e{2 * drop}")
+                proxy.restore()
+                assert (await states.wait(ConnectionState.CONNECTED, count=drop + 1)).recovered
+                await only_one_socket(live, "alice")
+            await publish(bot, "e7")
+            await events.wait(lambda e: e.triggered_by == "e7")
+            assert events.names() == names(1, 7)
+            assert len(joined.items) == 1
+            assert await live.app.services.presence.users("ext") == ["alice"]
         finally:
             await client.close()
