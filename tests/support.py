@@ -140,10 +140,12 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+async def live_server(settings: Settings, port: int = 0) -> AsyncIterator[LiveServer]:
+    """The real server on 127.0.0.1; `port` 0 picks a free one, a fixed port lets a second server
+    take the place of a first (restart tests)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     settings = replace(settings, host="127.0.0.1", port=port)
     app = await create_app(settings)
@@ -160,6 +162,12 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     finally:
         await live.stop()
         sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
