@@ -280,6 +280,8 @@ async def test_recovers_every_missed_event_once_in_order_after_the_network_drops
             assert portal.names() == names(1, 7), "every event once, in order, the missed ones first"
             assert project.names() == names(1, 7)
             assert all(isinstance(data, dict) for _, data in raw.items), "the offset never reaches callers"
+            own = [data for event, data in raw.items if event in ("user_left", "user_joined")]
+            assert not [d for d in own if d["user_id"] == "alice"], "a user is never told about itself"
             # The server restored the join: the client did not join again, and presence did not double.
             assert len(joined.items) == 1
             assert await server.app.services.presence.users("ext") == ["alice", "wes"]

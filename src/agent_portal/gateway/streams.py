@@ -155,8 +155,13 @@ class Streams:
                 project,
                 "user_left",
                 UserLeftEvent(user_id=user, project_name=project, timestamp=self.s.clock.now()),
-                skip_sids=self._user_sids(project, user),
+                skip_sids=self._user_sids(project, user, also=ctx),
             )
 
-    def _user_sids(self, project: str, user: str) -> dict[str, list[str]]:
-        return {ns: self.gateway.sockets_of(ns, user) for ns in (PORTAL, project_namespace(project))}
+    def _user_sids(self, project: str, user: str, also: SocketContext | None = None) -> dict[str, list[str]]:
+        """The user's own sockets, which are not told about the user; `also` is a socket that is
+        leaving (already gone from the gateway's list, but it may be recovered and replayed to)."""
+        sids = {ns: self.gateway.sockets_of(ns, user) for ns in (PORTAL, project_namespace(project))}
+        if also is not None:
+            sids.setdefault(also.namespace, []).append(also.sid)
+        return sids
