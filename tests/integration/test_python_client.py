@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import typing
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from agent_portal.app import create_app
 from agent_portal.client import (
     AuthenticationFailed,
     Backoff,
@@ -43,7 +40,7 @@ from agent_portal.protocol.server_events import (
     TaskUpdateEvent,
     UserJoinedEvent,
 )
-from support import LiveServer, make_settings
+from support import LiveServer, free_port, live_server, make_settings
 
 
 class Inbox:
@@ -276,33 +273,9 @@ async def test_sixth_connection_is_refused_too_many_connections(server: LiveServ
 # --- reconnection ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def server_on(data_dir: Path, port: int) -> AsyncIterator[LiveServer]:
-    """Like `support.live_server`, on a fixed port, so a second server can take the first one's place."""
-    settings = replace(make_settings(data_dir), host="127.0.0.1", port=port)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    app = await create_app(settings)
-    config = uvicorn.Config(app.asgi, lifespan="on", log_level="warning", ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    live = LiveServer(app, f"http://127.0.0.1:{port}", settings, server, task)
-    try:
-        yield live
-    finally:
-        await live.stop()
-        sock.close()
+def server_on(data_dir: Path, port: int) -> AbstractAsyncContextManager[LiveServer]:
+    """A server on a fixed port, so a second one can take the first one's place."""
+    return live_server(make_settings(data_dir), port=port)
 
 
 class States:

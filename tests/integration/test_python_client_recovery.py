@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from agent_portal.app import create_app
 from agent_portal.client import (
     Backoff,
     ConnectionState,
@@ -25,7 +22,7 @@ from agent_portal.client import (
     StateChange,
 )
 from agent_portal.client.recovery import Recovery
-from support import LiveServer, make_settings
+from support import LiveServer, free_port, live_server, make_settings
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -135,33 +132,9 @@ class States:
         return await asyncio.wait_for(_wait(), timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def server_on(data_dir: Path, port: int, **overrides: Any) -> AsyncIterator[LiveServer]:
-    """Like `support.live_server`, on a fixed port, so a second server can take the first one's place."""
-    settings = replace(make_settings(data_dir, **overrides), host="127.0.0.1", port=port)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    app = await create_app(settings)
-    config = uvicorn.Config(app.asgi, lifespan="on", log_level="warning", ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    live = LiveServer(app, f"http://127.0.0.1:{port}", settings, server, task)
-    try:
-        yield live
-    finally:
-        await live.stop()
-        sock.close()
+def server_on(data_dir: Path, port: int, **overrides: Any) -> AbstractAsyncContextManager[LiveServer]:
+    """A server on a fixed port, so a second one can take the first one's place."""
+    return live_server(make_settings(data_dir, **overrides), port=port)
 
 
 @contextlib.asynccontextmanager
@@ -436,5 +409,30 @@ async def test_recovers_again_after_each_of_several_drops(tmp_path: Path, transp
             assert events.names() == names(1, 7)
             assert len(joined.items) == 1
             assert await live.app.services.presence.users("ext") == ["alice"]
+        finally:
+            await client.close()
+
+
+async def test_a_quiet_socket_is_recovered_without_an_offset(server: LiveServer) -> None:
+    """A socket that got no broadcast before it dropped has no offset to send. Node refuses those; we
+    replay from where its session began, so nothing is lost in the commonest case of all."""
+    await server.add_project("ext", external=True)
+    port = int(server.url.rsplit(":", 1)[1])
+    async with Proxy(port) as proxy, orchestrator(server) as bot:
+        client = alice(proxy.url, server, ["websocket"])
+        try:
+            states = States(client)
+            project = Inbox()
+            client.on("/project/ext", "state_change", project)
+            await client.connect("/project/ext")
+            proxy.cut()
+            await states.wait(ConnectionState.DISCONNECTED)
+            await publish(bot, *names(1, 2))
+            proxy.restore()
+            back = await states.wait(ConnectionState.CONNECTED, count=2)
+            await publish(bot, "e3")
+            await project.wait(lambda e: e.triggered_by == "e3")
+            assert back.recovered is True
+            assert project.names() == names(1, 3)
         finally:
             await client.close()

@@ -244,10 +244,11 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         s = self.services
         pid, offset = auth.get("pid"), auth.get("offset")
         resumed = None
-        if isinstance(pid, str) and isinstance(offset, str):
+        if isinstance(pid, str) and (offset is None or isinstance(offset, str)):
             resumed = await s.recovery.restore(pid, ctx, offset)
         if resumed is None:
             ctx.pid = s.recovery.new_pid()
+            ctx.recovery_since = s.recovery.head
         else:
             old_sid, after, rooms = resumed
             s.recovery.begin_replay(ctx)

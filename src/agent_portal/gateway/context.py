@@ -31,6 +31,8 @@ class SocketContext:
     auth_timer: asyncio.TimerHandle | None = None
     # Set for sockets that asked for connection state recovery.
     pid: str | None = None
+    # The log offset its recovery session started after.
+    recovery_since: int = 0
 
     @property
     def user_id(self) -> str:

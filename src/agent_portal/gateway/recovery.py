@@ -41,6 +41,8 @@ class RecoveryLog:
         self.window = timedelta(seconds=window_seconds)
         self._entries: deque[LogEntry] = deque()
         self._replaying: dict[str, set[str]] = {}
+        # The newest offset handed out: a new session starts after it.
+        self.head = 0
         # One broadcast at a time: offsets reach every socket in increasing order.
         self.lock = asyncio.Lock()
 
@@ -48,6 +50,7 @@ class RecoveryLog:
         now = self._clock.now()
         await self._store.end_sessions(now)
         self._entries.extend(await self._store.log_since(now - self.window))
+        self.head = self._entries[-1].offset if self._entries else 0
 
     async def append(
         self, namespace: str, rooms: Iterable[str], skip: Iterable[str], event: str, data: Any
@@ -56,6 +59,7 @@ class RecoveryLog:
         entry = LogEntry(0, namespace, tuple(rooms), tuple(skip), event, data, self._clock.now())
         (offset,) = await self._store.append_log([entry])
         self._entries.append(LogEntry(offset, *_fields_after_offset(entry)))
+        self.head = max(self.head, offset)
         return offset
 
     def replaying(self, namespace: str) -> list[str]:
@@ -111,6 +115,7 @@ class RecoveryLog:
             return
         now = self._clock.now()
         state = {
+            "since": ctx.recovery_since,
             "joined": sorted(ctx.joined),
             "subscriptions": [[project, sorted(events)] for project, events in ctx.subscriptions.items()],
             "rooms": sorted(ctx.logical_rooms),
@@ -127,9 +132,14 @@ class RecoveryLog:
             )
         )
 
-    async def restore(self, pid: str, ctx: SocketContext, offset: str) -> tuple[str, int, set[str]] | None:
-        """Takes the session of `pid` if `ctx` may resume it; returns (old sid, offset, rooms)."""
-        if not offset.isdigit() or ctx.principal is None:
+    async def restore(
+        self, pid: str, ctx: SocketContext, offset: str | None
+    ) -> tuple[str, int, set[str]] | None:
+        """Takes the session of `pid` if `ctx` may resume it; returns (old sid, offset, rooms).
+
+        Without an offset (the socket got no broadcast before it dropped; Node refuses these) the
+        replay starts where the session began, so a quiet socket is recovered too."""
+        if (offset is not None and not offset.isdigit()) or ctx.principal is None:
             return None
         session = await self._store.take_session(pid)
         if session is None or session.namespace != ctx.namespace or session.user_id != ctx.principal.user_id:
@@ -138,11 +148,13 @@ class RecoveryLog:
         if self._clock.now() - ended > self.window:
             return None
         ctx.pid = pid
+        ctx.recovery_since = int(session.state.get("since", 0))
         ctx.joined = set(session.state.get("joined", []))
         ctx.subscriptions = {
             project: frozenset(events) for project, events in session.state.get("subscriptions", [])
         }
-        return session.sid, int(offset), set(session.state.get("rooms", []))
+        after = int(offset) if offset is not None else ctx.recovery_since
+        return session.sid, after, set(session.state.get("rooms", []))
 
 
 def _fields_after_offset(entry: LogEntry) -> tuple[Any, ...]:
