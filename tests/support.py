@@ -16,6 +16,8 @@ import uvicorn
 
 from agent_portal.app import PortalApp, create_app
 from agent_portal.auth.passwords import PasswordService
+from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+from agent_portal.serving import PortalServer
 from agent_portal.settings import Settings
 from agent_portal.storage.store import ProjectRecord, UserRecord
 
@@ -149,8 +151,10 @@ async def live_server(settings: Settings, port: int = 0) -> AsyncIterator[LiveSe
     port = sock.getsockname()[1]
     settings = replace(settings, host="127.0.0.1", port=port)
     app = await create_app(settings)
-    config = uvicorn.Config(app.asgi, lifespan="on", log_level="warning", ws_ping_interval=None)
-    server = uvicorn.Server(config)
+    config = uvicorn.Config(
+        app.asgi, lifespan="on", log_level="warning", ws_ping_interval=None, ws=PortalWebSocketProtocol
+    )
+    server = PortalServer(config, app.sio)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

@@ -211,6 +211,8 @@ async def _serve(settings: Settings) -> int:
 
     from agent_portal import logs
     from agent_portal.app import create_app
+    from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+    from agent_portal.serving import PortalServer
 
     logs.configure(settings.log_json)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
@@ -235,9 +237,10 @@ async def _serve(settings: Settings) -> int:
         log_level="warning",
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=None,  # Engine.IO runs its own heartbeat
+        ws=PortalWebSocketProtocol,  # frame-once broadcast writes (gateway/wsproto.py)
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = PortalServer(config, app.sio)
     await server.serve(sockets=[sock])
     return 0
 

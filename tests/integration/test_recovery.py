@@ -130,3 +130,45 @@ async def test_official_client_recovers_across_drops_and_a_killed_server(tmp_pat
     assert result["recovered_after_restart"] is True
     assert result["recovered_beyond_window"] is False
     assert result["snapshot"]["ok"] is True, "beyond the window, a snapshot reload works"
+
+
+async def test_sigterm_lets_clients_go_at_once_and_they_recover(tmp_path: Path) -> None:
+    """Graceful shutdown: in-flight work finishes, sessions are kept, sockets are closed so clients
+    reconnect at once (without the drain, a long-polling client waits out uvicorn's 10 s grace)."""
+    import socketio
+
+    data = tmp_path / "data"
+    cli(data, "project", "add", "ext", "--external")
+    token = cli(data, "token", "--user", "alice", "--role", "member", "--project", "ext")
+    port = free_port()
+    async with server_process(data, port, 120.0) as proc:
+        client = socketio.AsyncClient(reconnection=False)
+        gone = asyncio.Event()
+        reasons: list[str] = []
+
+        @client.on("disconnect", namespace="/project/ext")  # type: ignore[misc]
+        async def on_disconnect(reason: str = "") -> None:
+            reasons.append(reason)
+            gone.set()
+
+        await client.connect(
+            f"http://127.0.0.1:{port}",
+            namespaces=["/project/ext"],
+            auth={"token": token, "recovery": True},
+            # A long-poll is an open HTTP request uvicorn would let run into its grace period.
+            transports=["polling"],
+        )
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(gone.wait(), 5)
+        # uvicorn re-raises the signal once its shutdown is done, so the exit status names SIGTERM.
+        assert await asyncio.wait_for(proc.wait(), 10) in (0, -signal.SIGTERM)
+        assert reasons and reasons[0] != client.reason.CLIENT_DISCONNECT
+    sessions = cli_sql(data, "SELECT disconnected_at IS NOT NULL FROM recovery_sessions")
+    assert sessions == ["1"], "the socket's recovery session was kept, marked disconnected"
+
+
+def cli_sql(data_dir: Path, sql: str) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "agent-portal.db") as db:
+        return [str(row[0]) for row in db.execute(sql)]
