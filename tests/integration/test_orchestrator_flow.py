@@ -190,6 +190,9 @@ async def test_unknown_commands_and_parse_errors_answer_with_hints(fast_server: 
     assert unknown["result"]["hint"] == "Use /state to see available commands"
     quote = await command(chat, '/epic "unclosed')
     assert quote["success"] is False
+    project = await fast_server.client("/project/demo", fast_server.token("alice"))
+    snapshot = (await project.call("get_snapshot"))["data"]
+    assert snapshot["agents"]["CodeAgent"] == "demo", "pages can label demo agents as such"
     state = await command(chat, "/state")
     assert state["result"]["state_info"]["allowed_commands"] == [
         "/backlog add_story",

@@ -21,7 +21,7 @@ from agent_portal.agents.base import AgentBackend, AgentContext, AgentResult
 from agent_portal.auth.policy import Principal
 from agent_portal.clock import SystemClock
 from agent_portal.domain.events import DomainEvent, TestOutput
-from agent_portal.domain.models import AgentWork, OrchestrationMode, ProjectAggregate, TDDState
+from agent_portal.domain.models import AgentType, AgentWork, OrchestrationMode, ProjectAggregate, TDDState
 from agent_portal.domain.service import CommandOutcome, OrchestratorService, new_project
 from agent_portal.gateway.publisher import Publisher
 from agent_portal.protocol.registry import SERVER_EVENTS
@@ -158,7 +158,13 @@ class EmbeddedOrchestrator:
         return outcome.result
 
     async def snapshot(self, project: str) -> dict[str, Any]:
-        return self.service.snapshot(await self._aggregate(project))
+        snapshot = self.service.snapshot(await self._aggregate(project))
+        # Which agents are real programs and which are the demo, so pages can label demo work.
+        agents = self._config.agents
+        snapshot["agents"] = {
+            agent.value: "command" if getattr(agents, agent.value).command else "demo" for agent in AgentType
+        }
+        return snapshot
 
     async def current_state(self, project: str) -> str:
         return (await self._aggregate(project)).state.value
