@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent_portal.gateway.engine import PortalSocketServer
+from agent_portal.gateway.wsproto import PortalWebSocketProtocol
 
 JS = Path(__file__).resolve().parents[1] / "js"
 SHORT_PINGS = {"ping_interval": 0.3, "ping_timeout": 0.2}
@@ -73,7 +74,11 @@ async def running(**options: Any) -> AsyncIterator[Live]:
     sio.register_namespace(EchoNamespace(calls))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(socketio.ASGIApp(sio), lifespan="off", log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            socketio.ASGIApp(sio), lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

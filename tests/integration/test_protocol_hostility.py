@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from agent_portal.gateway.engine import MAX_JSON_DEPTH, PortalSocketServer, json_too_deep
+from agent_portal.gateway.wsproto import PortalWebSocketProtocol
 
 MAX_MESSAGE = 1_000_000
 
@@ -76,7 +77,11 @@ async def live() -> AsyncIterator[Live]:
     sio.register_namespace(RecordingNamespace(calls))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(socketio.ASGIApp(sio), lifespan="off", log_level="critical"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            socketio.ASGIApp(sio), lifespan="off", log_level="critical", timeout_graceful_shutdown=1
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
