@@ -53,6 +53,8 @@ export function useProjectLive(project: string): { live: ProjectLive; reload: ()
   useWebSocketEvent(ns, 'backlog_updated', (event) => dispatch({ type: 'backlog_updated', event }));
   useWebSocketEvent(ns, 'tdd_cycle_started', (event) => dispatch({ type: 'tdd_cycle_started', event }));
   useWebSocketEvent(ns, 'tdd_state_change', (event) => dispatch({ type: 'tdd_state_change', event }));
+  // This page's own join is not announced to it (user_joined skips the joiner): read presence again.
+  useWebSocketEvent(ns, 'joined_project', reloadSoon);
   useWebSocketEvent(ns, 'user_joined', (event) => dispatch({ type: 'user_joined', event }));
   useWebSocketEvent(ns, 'user_left', (event) => dispatch({ type: 'user_left', event }));
 
