@@ -83,3 +83,20 @@ async def test_sprint_from_chat_with_approvals_in_project_view(server: LiveServe
     )
     await shoot(chat, "chat")
     assert not chat.errors
+
+
+async def test_backlog_add_and_prioritize_from_the_project_view(
+    server: LiveServer, new_page: NewPage
+) -> None:
+    page: Any = await new_page("gus", "member", ["demo"], route="/project/demo")
+    other: Any = await new_page("hal", "viewer", ["demo"], route="/project/demo")
+    for title in ("Export invoices", "Import contacts"):
+        await page.get_by_placeholder("Add a story…").fill(title)
+        await page.get_by_role("button", name="Add", exact=True).click()
+        await expect(other.locator("#backlog li").filter(has_text=title)).to_be_visible()
+    second = page.locator("#backlog li").filter(has_text="Import contacts")
+    await second.get_by_label("Priority of Import contacts").select_option("1")
+    # Every viewer of the project sees the new priority (and the order) without reloading.
+    await expect(other.get_by_label("Priority of Import contacts")).to_have_value("1")
+    await expect(other.locator("#backlog li").first).to_contain_text("Import contacts")
+    await expect(other.get_by_placeholder("Add a story…")).to_have_count(0)  # viewers only watch
