@@ -11,7 +11,7 @@ export default defineConfig({
   base: './',
   // The client package is a symlink to ../clients/typescript, which has React of its own (dev): one copy only.
   resolve: { dedupe: ['react', 'react-dom', 'socket.io-client'] },
-  build: { outDir, emptyOutDir: true, sourcemap: true, chunkSizeWarningLimit: 600 },
+  build: { outDir, emptyOutDir: true, chunkSizeWarningLimit: 600 },
   server: {
     port: 5173,
     proxy: {
