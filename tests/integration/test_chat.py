@@ -83,6 +83,10 @@ async def test_history_pages_backwards(server: LiveServer) -> None:
     older = (await chat.call("get_history", {"limit": 3, "before": page["messages"][0]["timestamp"]}))["data"]
     assert [m["content"] for m in older["messages"]] == ["m1", "m2", "m3"]
     assert (await chat.call("get_history", {"limit": 101}))["ok"] is False
+    by_id = await chat.call(
+        "get_history", {"limit": 3, "before_message_id": page["messages"][0]["message_id"]}
+    )
+    assert [m["content"] for m in by_id["data"]["messages"]] == ["m1", "m2", "m3"], "an exact cursor"
 
 
 async def test_threads(server: LiveServer) -> None:
@@ -104,6 +108,19 @@ async def test_threads(server: LiveServer) -> None:
     assert len(alice.of("thread_created")) == 1
     in_thread = (await alice.call("get_history", {"thread_id": thread_id}))["data"]["messages"]
     assert [m["content"] for m in in_thread] == ["reply 1", "reply 2"]
+    by_parent = (await alice.call("get_history", {"thread_id": parent}))["data"]["messages"]
+    assert by_parent == in_thread, "a thread is also named by its parent message"
+    channel = (await bob.call("get_history", {}))["data"]
+    assert [m["content"] for m in channel["messages"]] == ["hello"], "replies stay in their thread"
+    assert channel["threads"] == [
+        {
+            "thread_id": thread_id,
+            "parent_message_id": parent,
+            "message_count": 2,
+            "last_message_at": channel["threads"][0]["last_message_at"],
+            "participants": ["bob", "alice"],
+        }
+    ], "a reloaded page can rebuild its threads"
     missing = await alice.call(
         "send_message", {"content": "x", "type": "thread_reply", "thread_id": str(uuid.uuid4())}
     )

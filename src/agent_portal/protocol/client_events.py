@@ -66,6 +66,8 @@ class SendMessageRequest(WireModel):
 
 class GetHistoryRequest(WireModel):
     before: Timestamp | None = None
+    # Our addition: a message id as the cursor, exact even when messages share a millisecond.
+    before_message_id: Identifier | None = None
     thread_id: Uuid | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 

@@ -15,7 +15,7 @@ from agent_portal.errors import ForbiddenError, NotFoundError, PortalError, Vali
 from agent_portal.gateway.publisher import Publisher
 from agent_portal.orchestrator.router import OrchestratorRouter
 from agent_portal.protocol.client_events import AttachmentRef, SendMessageRequest
-from agent_portal.protocol.common import ErrorDetail, FileAttachment, Reaction
+from agent_portal.protocol.common import ErrorDetail, FileAttachment, Reaction, format_timestamp
 from agent_portal.protocol.server_events import (
     CommandResultEvent,
     MessageReceivedEvent,
@@ -270,17 +270,49 @@ class ChatService:
         await self._publisher.to_chat(project, "message_received", to_event(response))
 
     async def history(
-        self, project: str, before: datetime | None, thread_id: str | None, limit: int
+        self,
+        project: str,
+        before: datetime | None,
+        thread_id: str | None,
+        limit: int,
+        before_message_id: str | None = None,
     ) -> dict[str, Any]:
+        if thread_id is not None:
+            # A thread is named by its own id or by its parent message's id.
+            thread = await self._store.get_thread(thread_id) or await self._store.get_thread_by_parent(
+                thread_id
+            )
+            if thread is None or thread.project != project:
+                return {"messages": [], "has_more": False, "threads": []}
+            thread_id = thread.id
+        before_seq = None
+        if before_message_id is not None:
+            cursor = await self._store.get_message(before_message_id)
+            if cursor is None or cursor.project != project:
+                raise NotFoundError(f"Message not found: {before_message_id}", code="message_not_found")
+            before_seq = cursor.seq
         records = await self._store.list_messages(
-            project, before=before, thread_id=thread_id, limit=limit + 1
+            project, before=before, thread_id=thread_id, limit=limit + 1, before_seq=before_seq
         )
         has_more = len(records) > limit
         records = records[-limit:] if has_more else records
         reactions = await self._store.reactions_for([r.id for r in records])
+        threads = []
+        for thread in await self._store.threads_for([r.id for r in records]):
+            stats = await self._store.thread_stats(thread.id)
+            threads.append(
+                {
+                    "thread_id": thread.id,
+                    "parent_message_id": thread.parent_message_id,
+                    "message_count": stats.message_count,
+                    "last_message_at": format_timestamp(stats.last_message_at),
+                    "participants": stats.participants,
+                }
+            )
         return {
             "messages": [to_event(r, reactions.get(r.id)).wire() for r in records],
             "has_more": has_more,
+            "threads": threads,
         }
 
     # --- reactions -----------------------------------------------------------------------------

@@ -221,13 +221,22 @@ class SqlStore:
         return None if row is None else _message(row)
 
     async def list_messages(
-        self, project: str, *, before: datetime | None, thread_id: str | None, limit: int
+        self,
+        project: str,
+        *,
+        before: datetime | None,
+        thread_id: str | None,
+        limit: int,
+        before_seq: int | None = None,
     ) -> list[MessageRecord]:
-        query = sa.select(t.chat_messages).where(t.chat_messages.c.project == project)
-        if thread_id is not None:
-            query = query.where(t.chat_messages.c.thread_id == thread_id)
+        m = t.chat_messages
+        query = sa.select(m).where(m.c.project == project)
+        # The channel shows top-level messages; a thread's replies are read with its id.
+        query = query.where(m.c.thread_id.is_(None) if thread_id is None else m.c.thread_id == thread_id)
         if before is not None:
-            query = query.where(t.chat_messages.c.created_at < before)
+            query = query.where(m.c.created_at < before)
+        if before_seq is not None:
+            query = query.where(m.c.seq < before_seq)
         query = query.order_by(t.chat_messages.c.seq.desc()).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
@@ -245,6 +254,20 @@ class SqlStore:
 
     async def get_thread_by_parent(self, parent_message_id: str) -> ThreadRecord | None:
         return await self._one_thread(t.chat_threads.c.parent_message_id == parent_message_id)
+
+    async def threads_for(self, parent_message_ids: list[str]) -> list[ThreadRecord]:
+        if not parent_message_ids:
+            return []
+        c = t.chat_threads
+        query = sa.select(c).where(c.c.parent_message_id.in_(parent_message_ids))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            ThreadRecord(
+                r["id"], r["project"], r["parent_message_id"], r["created_by"], _utc(r["created_at"])
+            )
+            for r in rows
+        ]
 
     async def _one_thread(self, where: sa.ColumnElement[bool]) -> ThreadRecord | None:
         async with self._engine.connect() as conn:

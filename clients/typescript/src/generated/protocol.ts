@@ -229,6 +229,11 @@ export interface GetConfigRequest {
 export interface GetHistoryRequest {
   /** @format date-time */
   before?: string | null;
+  /**
+   * @minLength 1
+   * @maxLength 200
+   */
+  before_message_id?: string | null;
   /** @pattern ^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$ */
   thread_id?: string | null;
   /**

@@ -66,7 +66,9 @@ class ChatNamespace:
 
     async def get_history(self, ctx: SocketContext, request: GetHistoryRequest) -> Any:
         assert ctx.project is not None
-        return await self.s.chat.history(ctx.project, request.before, request.thread_id, request.limit)
+        return await self.s.chat.history(
+            ctx.project, request.before, request.thread_id, request.limit, request.before_message_id
+        )
 
     async def add_reaction(self, ctx: SocketContext, request: ReactionRequest) -> Any:
         assert ctx.project is not None and ctx.principal is not None
