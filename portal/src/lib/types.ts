@@ -61,6 +61,8 @@ export interface Snapshot {
 export interface HistoryPage<M> {
   messages: M[];
   has_more: boolean;
+  /** The threads opened on this page's messages (thread replies are not in the channel's pages). */
+  threads?: { thread_id: string; parent_message_id: string; message_count: number; participants: string[] }[];
 }
 
 /** What each client event's ack carries in `data` (read from the server's handlers). */

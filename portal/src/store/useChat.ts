@@ -47,18 +47,26 @@ export function useChat(project: string, me: string) {
     });
   }, []);
 
+  const noteThreads = useCallback((page: HistoryPage<MessageReceivedEvent>) => {
+    const list = page.threads ?? [];
+    if (!list.length) return;
+    setThreads((prev) => ({ ...prev, ...Object.fromEntries(list.map((t) => [t.thread_id, { ...prev[t.thread_id], ...t }])) }));
+    setThreadOf((prev) => ({ ...prev, ...Object.fromEntries(list.map((t) => [t.parent_message_id, t.thread_id])) }));
+  }, []);
+
   const loadLatest = useCallback(() => {
     setLoading(true);
     manager
       .request(ns, 'get_history', { limit: PAGE })
       .then((page) => {
-        const { messages: list, has_more } = page as HistoryPage<MessageReceivedEvent>;
-        merge(list);
-        setHasMore(has_more);
+        const history = page as HistoryPage<MessageReceivedEvent>;
+        merge(history.messages);
+        noteThreads(history);
+        setHasMore(history.has_more);
       })
       .catch(() => undefined)
       .finally(() => setLoading(false));
-  }, [manager, ns, merge]);
+  }, [manager, ns, merge, noteThreads]);
 
   useEffect(() => {
     loadLatest(); // sent once connected; only a later, unrecovered reconnect needs another
@@ -69,18 +77,20 @@ export function useChat(project: string, me: string) {
     });
   }, [manager, ns, loadLatest]);
 
-  const oldest = messages[0]?.timestamp;
+  // The oldest top-level message is the cursor: live thread replies may be older than it.
+  const oldest = messages.find((m) => !m.thread_id)?.message_id;
   const loadOlder = useCallback(async (): Promise<void> => {
     if (!hasMore || !oldest || loadingOlder.current) return;
     loadingOlder.current = true;
     try {
-      const page = (await manager.request(ns, 'get_history', { limit: PAGE, before: oldest })) as HistoryPage<MessageReceivedEvent>;
+      const page = (await manager.request(ns, 'get_history', { limit: PAGE, before_message_id: oldest })) as HistoryPage<MessageReceivedEvent>;
       merge(page.messages);
+      noteThreads(page);
       setHasMore(page.has_more);
     } finally {
       loadingOlder.current = false;
     }
-  }, [manager, ns, hasMore, oldest, merge]);
+  }, [manager, ns, hasMore, oldest, merge, noteThreads]);
 
   useWebSocketEvent(ns, 'message_received', (m) => {
     merge([m]);
