@@ -145,7 +145,8 @@ class Recorder:
 async def live_server(settings: Settings, port: int = 0) -> AsyncIterator[LiveServer]:
     """The real server on 127.0.0.1; `port` 0 picks a free one, a fixed port lets a second server
     take the place of a first (restart tests)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then (gateway/wsproto.py)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]

@@ -80,13 +80,14 @@ def make_app(sio: socketio.AsyncServer) -> Callable[[Scope, Receive, Send], Awai
     return app
 
 
-def serve(server_class: type[socketio.AsyncServer], label: str) -> None:
+def serve(server_class: type[socketio.AsyncServer], label: str, ws: type[Any] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = make_app(make_server(server_class))
     print(f"{label} listening on 127.0.0.1:{args.port}", flush=True)
-    # uvicorn's defaults otherwise (uvloop, httptools, websockets-sansio when installed), one process.
+    # uvicorn's defaults otherwise (uvloop, httptools, websockets-sansio when installed), one process;
+    # `ws` replaces uvicorn's WebSocket protocol class (the portal's frame-once protocol).
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -95,4 +96,5 @@ def serve(server_class: type[socketio.AsyncServer], label: str) -> None:
         access_log=False,
         lifespan="off",
         backlog=4096,
+        **({"ws": ws} if ws is not None else {}),
     )

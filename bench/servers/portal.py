@@ -26,4 +26,7 @@ if __name__ == "__main__":
         print(f"portal: FALLBACK to stock python-socketio: {why_not}", file=sys.stderr, flush=True)
         serve(server_class, "portal (fallback: stock python-socketio)")
     else:
-        serve(server_class, f"portal {server_class.__module__}.{server_class.__qualname__}")
+        from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+
+        label = f"portal {server_class.__module__}.{server_class.__qualname__}"
+        serve(server_class, label, ws=PortalWebSocketProtocol)

@@ -76,7 +76,11 @@ async def running(**options: Any) -> AsyncIterator[Live]:
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
         uvicorn.Config(
-            socketio.ASGIApp(sio), lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+            socketio.ASGIApp(sio),
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+            ws=PortalWebSocketProtocol,
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

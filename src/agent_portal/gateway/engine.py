@@ -20,11 +20,13 @@ from typing import Any
 
 import engineio
 import socketio
-from engineio import async_socket
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from socketio import packet as sio_packet
+
+from agent_portal.gateway.fanout import FanoutManager
+from agent_portal.gateway.wstransport import DirectWebSocketSocket
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +138,9 @@ class _CheckedWebSocket:
         await self._ws.close()
 
 
-class PortalSocket(async_socket.AsyncSocket):  # type: ignore[misc]
-    """One Engine.IO session, with the v4 rules the library's socket misses."""
+class PortalSocket(DirectWebSocketSocket):
+    """One Engine.IO session, with the v4 rules the library's socket misses (and, from its base,
+    WebSocket writes without a writer task: gateway/wstransport.py)."""
 
     def __init__(self, server: PortalEngineServer, sid: str) -> None:
         super().__init__(server, sid)
@@ -450,6 +453,8 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     ) -> None:
         if kwargs.get("serializer", "default") == "default":
             kwargs["serializer"] = PortalPacket
+        if client_manager is None:
+            client_manager = FanoutManager()
         super().__init__(
             client_manager=client_manager,
             logger=logger,

@@ -1,0 +1,121 @@
+"""uvicorn's WebSocket protocol with a synchronous, pre-framed write path for Engine.IO sessions.
+
+Replaces uvicorn's `websockets-sansio` protocol (pass `ws=PortalWebSocketProtocol` to uvicorn).
+Through ASGI every outgoing message is one `await send({...})` that frames the text again for
+each recipient: 24 % of stock python-socketio's broadcast time (docs/performance.md, profile).
+This class keeps uvicorn's handshake, receive path and close handling and adds `write_frame`:
+a broadcast frames its message once (`text_frame`) and hands the same bytes to every socket.
+
+Server-to-client frames are unmasked, so one frame is valid on every connection, provided no
+per-connection extension rewrites it: permessage-deflate is therefore not negotiated (Node's
+socket.io 4 does not enable it either). The Engine.IO session finds this object in the ASGI
+scope under `extensions[FRAME_WRITER]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from asyncio.transports import BaseTransport
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+FRAME_WRITER = "agent_portal.frame_writer"
+
+_FIN_TEXT = 0x81
+_FIN_BINARY = 0x82
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    # RFC 6455 §5.2, server to client: FIN + opcode, unmasked length, payload.
+    length = len(payload)
+    if length < 126:
+        return bytes((first, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length) + payload
+    return struct.pack("!BBQ", first, 127, length) + payload
+
+
+def text_frame(text: str) -> bytes:
+    return _frame(_FIN_TEXT, text.encode())
+
+
+def binary_frame(data: bytes) -> bytes:
+    return _frame(_FIN_BINARY, data)
+
+
+class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
+    """`WebSocketsSansIOProtocol` plus `write_frame` / `close_now` for the Engine.IO transport."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # No permessage-deflate: a compressed frame differs per connection (see the module doc).
+        self.conn = ServerProtocol(
+            extensions=[], max_size=self.config.ws_max_size, logger=logging.getLogger("uvicorn.error")
+        )
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        # An event followed by its ack is two writes; with Nagle on, the second waits for the
+        # client's delayed ACK: ~44 ms per reply (measured with python-socketio's client). asyncio
+        # sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and a listening socket made
+        # with socket.socket() has proto 0 (so do the connections it accepts); uvloop sets it always.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the app task is created but has not run yet
+            scope["extensions"][FRAME_WRITER] = self
+
+    @property
+    def open(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and not self.transport.is_closing()
+        )
+
+    def write_frame(self, frame: bytes) -> int:
+        """Writes one complete frame now; returns the bytes still buffered, or -1 if closed."""
+        if not self.open:
+            return -1
+        self.transport.write(frame)
+        return self.transport.get_write_buffer_size()
+
+    def close_now(self, code: int = 1000, reason: str = "") -> None:
+        """Starts the closing handshake without waiting for the write buffer (uvicorn's
+        `websocket.close` waits for it to drain, which a stalled client never lets happen)."""
+        if not self.open:
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+    def abort(self) -> None:
+        """Drops the connection and whatever is buffered for it (a slow consumer)."""
+        self.transport.abort()

@@ -1,0 +1,237 @@
+"""The Engine.IO WebSocket transport without a writer task: packets are written when they are sent.
+
+python-engineio runs one writer task per WebSocket session that waits on the session's queue
+(`asyncio.wait_for` around every `queue.get()`, another task per packet) and one read loop that
+wraps every receive in a task and a `wait_for`. Together with one task per recipient in the
+manager that was half of stock python-socketio's broadcast time (docs/performance.md, profile).
+When uvicorn runs our `PortalWebSocketProtocol` (the scope offers a `FRAME_WRITER`), a session
+that is on the WebSocket writes every packet straight to its connection, in call order, from the
+caller's own stack: ordering per socket holds because nothing is deferred. Sessions on polling,
+and sessions whose connection is not ours, keep the library's queue.
+
+Each session's outbound buffer is capped (`OUTBOUND_LIMIT`, 1 MiB like Centrifugo's): a consumer
+that lets more pile up is disconnected with the reason `SLOW_CONSUMER`, so it neither grows the
+server's memory nor delays anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from engineio import async_socket
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+
+from agent_portal.gateway.wsproto import FRAME_WRITER, binary_frame, text_frame
+
+logger = logging.getLogger(__name__)
+
+OUTBOUND_LIMIT = 1 << 20
+# python-engineio's client decodes at most 16 packets per long-polling payload (Payload.max_decode_packets)
+POLL_BATCH = 16
+SLOW_CONSUMER = "slow consumer: more than 1 MiB waiting to be sent"
+
+_FRAME = "_portal_frame"
+
+
+class FrameWriter(Protocol):
+    def write_frame(self, frame: bytes) -> int: ...
+    def close_now(self, code: int = 1000, reason: str = "") -> None: ...
+    def abort(self) -> None: ...
+
+
+def frame_of(pkt: Any) -> bytes:
+    """The WebSocket frame of an Engine.IO packet, built once per packet object: a broadcast
+    hands the same packet to every recipient."""
+    frame: bytes | None = getattr(pkt, _FRAME, None)
+    if frame is None:
+        encoded = pkt.encode()
+        frame = text_frame(encoded) if isinstance(encoded, str) else binary_frame(encoded)
+        setattr(pkt, _FRAME, frame)
+    return frame
+
+
+def _size(pkt: Any) -> int:
+    data = pkt.data
+    return len(data) if isinstance(data, str | bytes) else 64
+
+
+class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """`AsyncSocket` whose WebSocket sessions write each packet at once (see the module doc)."""
+
+    outbound_limit = OUTBOUND_LIMIT
+    connected: bool
+    upgrading: bool
+    upgraded: bool
+    closed: bool
+
+    def __init__(self, server: Any, sid: str) -> None:
+        super().__init__(server, sid)
+        self.writer: FrameWriter | None = None  # set while the session is on our WebSocket
+        self._offered: FrameWriter | None = None
+        self._queued_bytes = 0
+        self._close_reason: str | None = None
+        self._closing_task: asyncio.Task[None] | None = None
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def send_now(self, pkt: Any) -> None:
+        """Sends a packet without yielding: written to the WebSocket, or queued for polling."""
+        writer = self.writer
+        if writer is not None:
+            self.write_frame(writer, frame_of(pkt))
+            return
+        if self.closed or self._close_reason is not None:
+            return
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            # what the library's send() does through check_ping_timeout, without awaiting here
+            self._close_soon(self.server.reason.PING_TIMEOUT, abort=False)
+            return
+        self._queued_bytes += _size(pkt)
+        if self._queued_bytes > self.outbound_limit:
+            self._cut_off()
+            return
+        self.queue.put_nowait(pkt)
+
+    def write_frame(self, writer: FrameWriter, frame: bytes) -> None:
+        if writer.write_frame(frame) > self.outbound_limit:
+            self._cut_off()
+
+    async def send(self, pkt: Any) -> None:
+        if self.writer is not None:
+            self.write_frame(self.writer, frame_of(pkt))
+            return
+        await super().send(pkt)
+        self._queued_bytes += _size(pkt)
+        if self._queued_bytes > self.outbound_limit:
+            self._cut_off()
+
+    async def poll(self) -> list[Any]:
+        # The library's poll, re-implemented to answer with at most POLL_BATCH packets: the
+        # python-engineio client refuses a payload of more than 16 and drops the connection,
+        # and a burst sent without yielding (see fanout.py) queues more than that at once.
+        try:
+            first = await asyncio.wait_for(
+                self.queue.get(), self.server.ping_interval + self.server.ping_timeout
+            )
+            self.queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise eio_exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        while len(packets) < POLL_BATCH and not self.queue.empty():
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            if pkt is None:
+                self.queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        self._queued_bytes = max(0, self._queued_bytes - sum(_size(p) for p in packets))
+        return packets
+
+    def _cut_off(self) -> None:
+        if self._close_reason is not None:
+            return
+        logger.warning("closing Engine.IO session %s: %s", self.sid, SLOW_CONSUMER)
+        self._close_reason = SLOW_CONSUMER
+        if self.writer is not None:
+            # Nothing more is written; what is buffered is dropped with the connection. A close
+            # frame would sit behind a megabyte the client is not reading.
+            self.writer.abort()
+        else:
+            # polling: the backlog is dropped and the next GET collects the CLOSE packet
+            while not self.queue.empty():
+                self.queue.get_nowait()
+                self.queue.task_done()
+            self._queued_bytes = 0
+            self._close_soon(SLOW_CONSUMER, abort=False)
+
+    def _close_soon(self, reason: str, abort: bool) -> None:
+        if self._closing_task is None:
+            self._closing_task = asyncio.ensure_future(self.close(wait=False, abort=abort, reason=reason))
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: str | None = None) -> None:
+        await super().close(wait=wait, abort=abort, reason=reason)
+        if self.writer is not None:
+            self.writer.close_now()
+
+    # --- the WebSocket session --------------------------------------------------------------------
+
+    async def _upgrade_websocket(self, environ: dict[str, Any]) -> Any:
+        # Private in python-engineio, wrapped: notes whether this connection is ours.
+        scope = environ.get("asgi.scope") or {}
+        self._offered = (scope.get("extensions") or {}).get(FRAME_WRITER)
+        return await super()._upgrade_websocket(environ)
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        # Private in python-engineio, replaced when the connection is ours (otherwise the library
+        # runs). Same upgrade handshake (EIO v4 "Upgrade"), then the read loop below and no writer.
+        writer = self._offered
+        if writer is None:
+            await super()._websocket_handler(ws)
+            return
+        if self.connected:
+            self.upgrading = True  # packets sent meanwhile stay queued
+            probe = await self._read(ws)
+            if probe is None or probe.packet_type != eio_packet.PING or probe.data != "probe":
+                self.upgrading = False
+                return
+            await ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the waiting poll
+            upgrade = await self._read(ws)
+            if upgrade is None or upgrade.packet_type != eio_packet.UPGRADE:
+                self.upgrading = False
+                return
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+        self._switch_to(writer)
+        while True:
+            pkt = await self._read(ws)
+            if pkt is None:
+                break
+            try:
+                await self.receive(pkt)
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                logger.exception("error handling a packet from Engine.IO session %s", self.sid)
+        writer.close_now()
+        await self.close(
+            wait=False, abort=True, reason=self._close_reason or self.server.reason.TRANSPORT_CLOSE
+        )
+
+    def _switch_to(self, writer: FrameWriter) -> None:
+        # What was queued before the switch goes first; no await until `writer` is set, so
+        # nothing can be sent in between.
+        while not self.queue.empty():
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            # a noop only ends a long-polling cycle; None was the library writer's stop sentinel
+            if pkt is not None and pkt.packet_type != eio_packet.NOOP:
+                self.write_frame(writer, frame_of(pkt))
+        self._queued_bytes = 0
+        self.writer = writer
+
+    @staticmethod
+    async def _read(ws: Any) -> Any:
+        """The next packet from the client, or None when the connection is over."""
+        try:
+            data = await ws.wait()
+        except (OSError, ValueError):
+            return None
+        if data is None:
+            return None
+        try:
+            return eio_packet.Packet(encoded_packet=data)
+        except ValueError:
+            return None
