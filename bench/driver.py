@@ -27,7 +27,10 @@ import report
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 NODE_DIR = BENCH / "node"
-ALL_SERVERS = ("node", "stock", "portal")
+ALL_SERVERS = ("node", "stock", "portal", "product")
+# The product server (the real app) speaks the product's protocol, not the bench one: it runs the
+# broadcast workload only, through /orchestrator publish to /project/{name} and /monitoring.
+PRODUCT_WORKLOADS = ("broadcast",)
 ALL_WORKLOADS = ("broadcast", "ack", "idle")
 
 
@@ -166,9 +169,18 @@ class Server:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.name} server not listening after {timeout_s}s, see {self.log_path}")
 
+    def bench_auth(self) -> dict[str, Any] | None:
+        """What bench/servers/product.py printed for the load generator (tokens, project)."""
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("BENCH_AUTH "):
+                auth: dict[str, Any] = json.loads(line[len("BENCH_AUTH ") :])
+                return auth
+        return None
+
     def label(self) -> str:
         lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
-        return " | ".join(ln for ln in lines if "listening" in ln or "FALLBACK" in ln) or self.name
+        shown = [ln for ln in lines if ("listening" in ln or "FALLBACK" in ln) and "BENCH_AUTH" not in ln]
+        return " | ".join(shown) or self.name
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -205,6 +217,8 @@ def run_loadgen(
         "n": case.n,
         **{k: v for k, v in asdict(profile).items() if not isinstance(v, tuple)},
     }
+    if server.name == "product":
+        config["product"] = server.bench_auth()
     with log_path.open("a") as log:
         proc = subprocess.Popen(
             ["node", str(NODE_DIR / "loadgen.js"), json.dumps(config)],
@@ -294,7 +308,7 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="tiny N, 1 repetition, seconds in all (for CI)")
-    p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list of node,stock,portal")
+    p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list of node,stock,portal,product")
     p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma list of broadcast,ack,idle")
     p.add_argument("--reps", type=int, help="repetitions (default 3, smoke 1)")
     p.add_argument("--broadcast-n", help="comma list of room sizes (default 100,1000,5000)")
@@ -360,6 +374,8 @@ def main(argv: list[str]) -> int:
     for rep in range(1, profile.reps + 1):
         for case in cases:
             for name in servers:
+                if name == "product" and case.workload not in PRODUCT_WORKLOADS:
+                    continue
                 tag = f"{case.key}-{name}-r{rep}"
                 run: dict[str, Any] = {"server": name, "case": case.key, "rep": rep}
                 if profile.quiet_wait_s > 0:

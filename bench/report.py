@@ -70,9 +70,18 @@ def markdown(
     med: dict[str, dict[str, dict[str, float]]], servers: list[str], cases: list[str], reps: int
 ) -> str:
     others = [s for s in servers if s != "node"] if "node" in servers else []
-    head = ["case", "metric", *servers, *[f"{s}/node" for s in others]]
+    # the product path against the bare path (issue 8: within 1.3x)
+    product_vs_portal = "product" in servers and "portal" in servers
+    head = [
+        "case",
+        "metric",
+        *servers,
+        *[f"{s}/node" for s in others],
+        *(["product/portal"] if product_vs_portal else []),
+    ]
     lines = [
-        f"Medians of {reps} repetition(s); ratio = server / node (↑ higher is better, ↓ lower is better).",
+        f"Medians of {reps} repetition(s); ratio = server / node (↑ higher is better, ↓ lower is better)"
+        + ("; product/portal = the product path against the bare path." if product_vs_portal else "."),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
@@ -87,6 +96,10 @@ def markdown(
                 base, value = row_values["node"], row_values[s]
                 show = metric not in INFORMATIONAL and base and value is not None
                 cells.append(f"{value / base:.2f}×" if show else "")  # type: ignore[operator]
+            if product_vs_portal:
+                bare, value = row_values["portal"], row_values["product"]
+                show = metric not in INFORMATIONAL and bare and value is not None
+                cells.append(f"{value / bare:.2f}×" if show else "")  # type: ignore[operator]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

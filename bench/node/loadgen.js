@@ -13,8 +13,7 @@ const readline = require('readline');
 const WebSocket = require('ws');
 
 const NSP = '/bench';
-const NSP_PREFIX_LEN = 2 + NSP.length + 1; // `42/bench,` / `43/bench,`
-const T_KEY = Buffer.from('"t":');
+let T_KEY = Buffer.from('"t":'); // the product workload reads `"sequence_number":` (see productSpec)
 const CONNECT_TIMEOUT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
 const MAX_LATENCY_SAMPLES = 2000000;
@@ -34,9 +33,13 @@ function parseT(buf) {
 }
 
 class Client {
-  constructor(url, onEvent) {
+  // `nsp` and `auth` default to the bench protocol; the product workload connects elsewhere.
+  constructor(url, onEvent, nsp = NSP, auth = null) {
     this.url = url;
     this.onEvent = onEvent;
+    this.nsp = nsp;
+    this.auth = auth;
+    this.prefixLen = 2 + nsp.length + 1; // `42/bench,` / `43/bench,`
     this.ws = null;
     this.nextId = 1;
     this.pending = new Map();
@@ -81,14 +84,14 @@ class Client {
         } else if (c0 === 0x32) { // PING -> PONG
           ws.send('3');
         } else if (c0 === 0x30) { // OPEN -> connect the namespace
-          ws.send(`40${NSP},`);
+          ws.send(`40${this.nsp},${this.auth ? JSON.stringify(this.auth) : ''}`);
         }
       });
     });
   }
 
   emit(event, data) {
-    this.ws.send(`42${NSP},${JSON.stringify([event, data])}`);
+    this.ws.send(`42${this.nsp},${JSON.stringify([event, data])}`);
   }
 
   request(event, data) {
@@ -102,12 +105,12 @@ class Client {
         resolve: (v) => { clearTimeout(timer); resolve(v); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       });
-      this.ws.send(`42${NSP},${id}${JSON.stringify([event, data])}`);
+      this.ws.send(`42${this.nsp},${id}${JSON.stringify([event, data])}`);
     });
   }
 
   onAck(buf) {
-    let i = NSP_PREFIX_LEN;
+    let i = this.prefixLen;
     let id = 0;
     for (let c = buf[i]; c >= 0x30 && c <= 0x39; c = buf[++i]) id = id * 10 + (c - 0x30);
     const p = this.pending.get(id);
@@ -122,8 +125,18 @@ class Client {
   }
 }
 
-// Opens n clients, `concurrency` handshakes in flight; each joins `room` when it is not null.
-async function connectMany(url, n, room, concurrency, onEvent, into) {
+// The product path (bench/servers/product.py): subscribers alternate between /project/{p} (test_output
+// and state_change) and /monitoring (test_output of p), all with recovery on, as the clients default to.
+function productSpec(auth) {
+  return [
+    { nsp: `/project/${auth.project}`, events: ['test_output', 'state_change'], project: null },
+    { nsp: '/monitoring', events: ['test_output'], project: auth.project },
+  ];
+}
+
+// Opens n clients, `concurrency` handshakes in flight; each joins `room` when it is not null
+// (product: subscribes as productSpec says, the k-th client of a worker taking spec k mod 2).
+async function connectMany(url, n, room, concurrency, onEvent, into, product = null) {
   let started = 0;
   let ok = 0;
   let errors = 0;
@@ -132,11 +145,18 @@ async function connectMany(url, n, room, concurrency, onEvent, into) {
   let tLast = t0;
   async function lane() {
     while (started < n) {
-      started++;
-      const c = new Client(url, onEvent);
+      const k = started++;
+      const spec = product ? productSpec(product)[k % 2] : null;
+      const c = spec
+        ? new Client(url, onEvent, spec.nsp, { token: product.member, recovery: true })
+        : new Client(url, onEvent);
       try {
         await c.connect();
-        if (room !== null) await c.request('join', { room });
+        if (spec) {
+          const data = spec.project ? { events: spec.events, project_name: spec.project } : { events: spec.events };
+          const reply = await c.request('subscribe_to_events', data);
+          if (!reply.toString().includes('"ok":true')) throw new Error(`subscribe refused: ${reply}`);
+        } else if (room !== null) await c.request('join', { room });
         into.push(c);
         ok++;
         tLast = nowUs();
@@ -199,7 +219,8 @@ function runWorker() {
     let reply;
     switch (m.cmd) {
       case 'connect':
-        reply = await connectMany(m.url, m.n, m.room, m.concurrency, onEvent, clients);
+        if (m.product) T_KEY = Buffer.from('"sequence_number":');
+        reply = await connectMany(m.url, m.n, m.room, m.concurrency, onEvent, clients, m.product);
         break;
       case 'collect_start':
         latencies = [];
@@ -341,29 +362,47 @@ async function main() {
     const N = cfg.n;
     const room = 'bench';
     const parts = split(N, cfg.loadgen_workers);
-    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', url, n: parts[i], room, concurrency })));
+    const product = cfg.product || null;
+    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', url, n: parts[i], room, concurrency, product })));
     result.connect = conn;
     if (conn.ok !== N) throw new Error(`only ${conn.ok}/${N} subscribers connected: ${conn.lastError}`);
-    const publisher = new Client(url, () => {});
+    const publisher = product
+      ? new Client(url, () => {}, '/orchestrator', { token: product.orchestrator })
+      : new Client(url, () => {});
     await publisher.connect();
     let sent = 0;
+    let expected = 0; // deliveries owed for what was sent so far
+    const onProject = parts.reduce((s, p) => s + Math.ceil(p / 2), 0);
     const send = () => {
-      publisher.emit('broadcast', { t: nowUs(), room, payload });
+      if (!product) {
+        publisher.emit('broadcast', { t: nowUs(), room, payload });
+        expected += N;
+      } else if (sent % 10 === 9) { // one in ten is a state_change: /project subscribers only
+        publisher.emit('publish', { event: 'state_change', data: {
+          project_name: product.project, old_state: 'IDLE', new_state: 'BACKLOG_READY',
+          timestamp: new Date().toISOString(), triggered_by: 'bot', command: '/epic' } });
+        expected += onProject;
+      } else { // test_output: every subscriber; its sequence_number carries the send time
+        publisher.emit('publish', { event: 'test_output', data: {
+          project_name: product.project, cycle_id: 'c1', output_type: 'stdout', content: payload,
+          timestamp: new Date().toISOString(), sequence_number: nowUs() } });
+        expected += N;
+      }
       sent++;
     };
     const window = Math.max(cfg.window_broadcasts * N, cfg.window_deliveries);
     const pump = async (seconds) => {
       const end = nowUs() + seconds * 1e6;
       while (nowUs() < end) {
-        while (sent * N - workers.delivered() < window) send();
+        while (expected - workers.delivered() < window) send();
         await workers.wait(5);
       }
     };
     const drain = async () => {
       const end = nowUs() + cfg.drain_timeout_s * 1e6;
-      while (workers.delivered() < sent * N && nowUs() < end) await workers.wait(20);
+      while (workers.delivered() < expected && nowUs() < end) await workers.wait(20);
       await sleep(30); // one more count report
-      return sent * N - workers.delivered();
+      return expected - workers.delivered();
     };
 
     // Saturation: keep `window` deliveries outstanding, count what the subscribers receive.
