@@ -68,7 +68,7 @@ def summarize(raw: Path, top: int) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", default="stock", choices=["stock", "portal"])
+    p.add_argument("--server", default="stock", choices=["stock", "portal", "product"])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--top", type=int, default=25)

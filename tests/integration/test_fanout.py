@@ -205,3 +205,21 @@ def test_text_frame_parses_as_one_final_unmasked_text_frame(length: int) -> None
         frame = done.value
     assert frame.opcode is Opcode.TEXT and frame.fin
     assert frame.data.decode() == "é" * (length // 2) + "a" * (length % 2)
+
+
+@pytest.mark.parametrize("namespace", ["/", "/project/demo"])
+def test_an_event_encoded_from_its_arguments_matches_python_socketio(namespace: str) -> None:
+    import json
+
+    from socketio import packet as sio_packet
+
+    from agent_portal.gateway.fanout import encode_event, with_last_argument
+
+    data = {"project_name": "demo", "content": 'é\n"quoted"', "n": [1, 2.5, None]}
+    args = json.dumps(["test_output", data], separators=(",", ":"))
+    expected = sio_packet.Packet(sio_packet.EVENT, namespace=namespace, data=["test_output", data]).encode()
+    assert encode_event(namespace, args) == expected
+    with_offset = sio_packet.Packet(
+        sio_packet.EVENT, namespace=namespace, data=["test_output", data, "42"]
+    ).encode()
+    assert encode_event(namespace, with_last_argument(args, "42")) == with_offset

@@ -129,3 +129,20 @@ async def test_migrations_are_idempotent(store: Store, store_url: str) -> None:
         assert await again.get_user("alice") is not None
     finally:
         await again.close()
+
+
+async def test_event_log_batches_get_increasing_offsets_in_order(store: Store) -> None:
+    from agent_portal.storage.store import LogEntry
+
+    def entry(n: int) -> LogEntry:
+        return LogEntry(0, "/project/p", ("p:p",), ("sid",) if n == 1 else (), "test_output", {"n": n}, T0)
+
+    assert await store.append_log([]) == []
+    first = await store.append_log([entry(0)])
+    batch = await store.append_log([entry(n) for n in range(1, 6)])
+    offsets = first + batch
+    assert offsets == sorted(offsets) and len(set(offsets)) == 6
+    logged = await store.log_since(T0 - timedelta(seconds=1))
+    assert [e.offset for e in logged] == offsets
+    assert [e.data["n"] for e in logged] == list(range(6))
+    assert logged[1].skip == ("sid",) and logged[2].rooms == ("p:p",)

@@ -11,6 +11,7 @@ of the emits. Emits with a callback (a per-recipient ack id) stay with the libra
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import socketio
@@ -18,6 +19,18 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from agent_portal.gateway.wstransport import DirectWebSocketSocket
+
+
+def encode_event(namespace: str, args: str) -> str:
+    """A Socket.IO EVENT packet from the JSON of its arguments, as `socketio.packet.Packet.encode`
+    writes it: type, namespace unless "/", then the array (no ack id, no binary attachments)."""
+    prefix = str(sio_packet.EVENT) if namespace == "/" else f"{sio_packet.EVENT}{namespace},"
+    return prefix + args
+
+
+def with_last_argument(args: str, value: str) -> str:
+    """The JSON array `args` with the string `value` appended (a recovery offset)."""
+    return f"{args[:-1]},{json.dumps(value)}]"
 
 
 class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]

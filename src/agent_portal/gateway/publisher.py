@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel
 
+from agent_portal.gateway.fanout import FanoutManager, encode_event, with_last_argument
 from agent_portal.gateway.recovery import ALL, RECOVERY_PREFIX, RecoveryLog
 from agent_portal.gateway.rooms import SYSTEM_SCOPE, members_room, stream_rooms
 from agent_portal.protocol.registry import MONITORING_PROJECT_EVENTS, PROJECT_EVENTS, SERVER_EVENTS
@@ -52,13 +54,16 @@ class Publisher:
             if not isinstance(project, str):
                 raise ValueError(f"{event} needs a project_name")
             rooms = stream_rooms(project, event)
-            await self._emit(
-                event, data, project_namespace(project), [f"p:{project}", f"p:{project}:{event}"]
+            args = self._encode_args(event, data)
+            # Both submitted before either is awaited: one log batch, one commit.
+            to_project = self._submit(
+                event, data, args, project_namespace(project), [f"p:{project}", f"p:{project}:{event}"]
             )
             if event in PROJECT_EVENTS:
-                await self._emit(event, data, PORTAL, rooms[:2])
+                elsewhere = self._submit(event, data, args, PORTAL, rooms[:2])
             else:
-                await self._emit(event, data, MONITORING, rooms)
+                elsewhere = self._submit(event, data, args, MONITORING, rooms)
+            await asyncio.gather(to_project, elsewhere)
         elif event == "system_metrics":
             await self._emit(event, data, MONITORING, stream_rooms(SYSTEM_SCOPE, event))
         else:
@@ -96,17 +101,45 @@ class Publisher:
         room: str | list[str],
         skip_sid: list[str] | None = None,
     ) -> None:
+        await self._submit(event, data, self._encode_args(event, data), namespace, room, skip_sid)
+
+    def _encode_args(self, event: str, data: dict[str, Any]) -> str:
+        # The JSON of the event's arguments, once per publication (python-socketio encodes a packet
+        # per emit: twice per namespace, plain and with the offset, and again per namespace).
+        encoded: str = self._sio.packet_class.json.dumps([event, data], separators=(",", ":"))
+        return encoded
+
+    def _submit(
+        self,
+        event: str,
+        data: dict[str, Any],
+        args: str,
+        namespace: str,
+        room: str | list[str],
+        skip_sid: list[str] | None = None,
+    ) -> asyncio.Future[int]:
         rooms = [room] if isinstance(room, str) else room
         skip = list(skip_sid or ())
-        async with self._log.lock:
-            offset = await self._log.append(namespace, rooms, skip, event, data)
+
+        async def deliver(offset: int) -> None:
             # Sockets still being sent what they missed get this one from the log, after the rest.
             held_back = skip + self._log.replaying(namespace)
-            await self._sio.emit(event, data, room=rooms, namespace=namespace, skip_sid=held_back)
+            await self._send(event, data, args, namespace, rooms, held_back)
             recovering = [RECOVERY_PREFIX + r for r in rooms]
             present = self._sio.manager.rooms.get(namespace, {})
             if any(r in present for r in recovering):
-                await self._sio.emit(
-                    event, (data, str(offset)), room=recovering, namespace=namespace, skip_sid=held_back
-                )
-        self.sent[event] += 1
+                # the same arguments plus the offset as a last one: `[event, data, "offset"]`
+                with_offset = with_last_argument(args, str(offset))
+                await self._send(event, (data, str(offset)), with_offset, namespace, recovering, held_back)
+            self.sent[event] += 1
+
+        return self._log.submit(namespace, rooms, skip, event, data, deliver)
+
+    async def _send(
+        self, event: str, data: Any, args: str, namespace: str, rooms: list[str], skip: list[str]
+    ) -> None:
+        manager = self._sio.manager
+        if isinstance(manager, FanoutManager):
+            await manager.emit_encoded(encode_event(namespace, args), namespace, rooms, skip)
+        else:  # another manager (a message queue for scale-out) encodes for itself
+            await self._sio.emit(event, data, room=rooms, namespace=namespace, skip_sid=skip)

@@ -6,7 +6,10 @@ every broadcast with one extra last argument, its offset. If it reconnects withi
 subscriptions and identity, and every broadcast it missed, in order, before any new one.
 
 Broadcasts are appended to a durable log (the store) before they are emitted, and kept in memory for
-the window, so recovery also works after a restart of the server.
+the window, so recovery also works after a restart of the server. Appends are group-committed:
+what is submitted while one batch is being written goes into the next, in one transaction, and each
+broadcast is delivered once its batch is durable, in offset order (one store round trip per batch
+instead of one per broadcast under a lock: the product-path bench, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ RECOVERY_PREFIX = "r|"
 ALL = "all"
 
 Emit = Callable[[LogEntry], Awaitable[None]]
+# Sends one broadcast once it is durable, given its offset.
+Deliver = Callable[[int], Awaitable[None]]
 
 
 def room_for(ctx: SocketContext, room: str) -> str:
@@ -43,8 +48,9 @@ class RecoveryLog:
         self._replaying: dict[str, set[str]] = {}
         # The newest offset handed out: a new session starts after it.
         self.head = 0
-        # One broadcast at a time: offsets reach every socket in increasing order.
-        self.lock = asyncio.Lock()
+        # Submitted, not yet written; the task writing and delivering them, while there are any.
+        self._pending: list[tuple[LogEntry, Deliver, asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         now = self._clock.now()
@@ -52,15 +58,53 @@ class RecoveryLog:
         self._entries.extend(await self._store.log_since(now - self.window))
         self.head = self._entries[-1].offset if self._entries else 0
 
-    async def append(
-        self, namespace: str, rooms: Iterable[str], skip: Iterable[str], event: str, data: Any
-    ) -> int:
-        """Stores one broadcast (call with `lock` held) and returns its offset."""
+    def submit(
+        self,
+        namespace: str,
+        rooms: Iterable[str],
+        skip: Iterable[str],
+        event: str,
+        data: Any,
+        deliver: Deliver,
+    ) -> asyncio.Future[int]:
+        """Logs one broadcast, then calls `deliver(offset)`; resolves to the offset once delivered.
+
+        Broadcasts are delivered one at a time in the order they were submitted, which is also the
+        order of their offsets, so offsets reach every socket in increasing order.
+        """
         entry = LogEntry(0, namespace, tuple(rooms), tuple(skip), event, data, self._clock.now())
-        (offset,) = await self._store.append_log([entry])
-        self._entries.append(LogEntry(offset, *_fields_after_offset(entry)))
-        self.head = max(self.head, offset)
-        return offset
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, deliver, done))
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+        return done
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    offsets = await self._store.append_log([entry for entry, _, _ in batch])
+                except Exception as exc:  # the store failed: every publisher of the batch hears it
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (entry, deliver, done), offset in zip(batch, offsets, strict=True):
+                    # Into the window (for replays) just before it goes out live, as one step: a
+                    # replay ending meanwhile has either sent it or is no longer held back from it.
+                    self._entries.append(LogEntry(offset, *_fields_after_offset(entry)))
+                    self.head = max(self.head, offset)
+                    try:
+                        await deliver(offset)
+                    except Exception as exc:
+                        if not done.done():
+                            done.set_exception(exc)
+                        continue
+                    if not done.done():
+                        done.set_result(offset)
+        finally:
+            self._writer = None
 
     def replaying(self, namespace: str) -> list[str]:
         """Sockets that must not get live broadcasts yet: their missed ones are still being replayed."""

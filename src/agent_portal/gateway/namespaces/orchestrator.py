@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +14,10 @@ from agent_portal.gateway.context import SocketContext
 from agent_portal.protocol.client_events import PublishRequest
 from agent_portal.protocol.common import ErrorDetail
 from agent_portal.protocol.registry import PUBLISHABLE_EVENTS, NamespaceKind
+
+# A project's last activity is kept to this resolution: one write (a commit) per publication was
+# most of an orchestrator's per-event cost on the product-path bench (docs/performance.md).
+ACTIVITY_RESOLUTION = timedelta(seconds=1)
 
 
 class OrchestratorNamespace:
@@ -61,6 +66,8 @@ class OrchestratorNamespace:
                 raise ProjectNotFoundError(project)
             if not record.external:
                 raise ForbiddenError(f"Project {project} is run by the embedded orchestrator")
-            await self.s.store.touch_project(project, self.s.clock.now())
+            now = self.s.clock.now()
+            if now - record.last_activity >= ACTIVITY_RESOLUTION:
+                await self.s.store.touch_project(project, now)
         await self.s.publisher.publish(request.event, event)
         return {"event": request.event}
