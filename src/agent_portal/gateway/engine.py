@@ -145,6 +145,7 @@ class PortalSocket(DirectWebSocketSocket):
     def __init__(self, server: PortalEngineServer, sid: str) -> None:
         super().__init__(server, sid)
         self.polling = False  # a long-polling GET is waiting for packets
+        self._ping_timer: asyncio.TimerHandle | None = None
 
     async def handle_get_request(self, environ: Environ) -> Any:
         if _is_websocket_upgrade(environ):
@@ -230,20 +231,31 @@ class PortalSocket(DirectWebSocketSocket):
 
     async def close(self, wait: bool = True, abort: bool = False, reason: str | None = None) -> None:
         await super().close(wait=wait, abort=abort, reason=reason)
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
         if self.upgraded:
             # The library leaves a closed WebSocket session's connection open until the client
             # hangs up or the ping times out; this sentinel ends the writer, which closes it.
             self.queue.put_nowait(None)
 
-    async def _send_ping(self) -> None:
-        # Private in python-engineio, overridden whole (it is four lines). EIO v4 "Heartbeat": the
-        # client has pingTimeout from when the ping was due; the library started the clock when
-        # the event loop got round to sending it, stretching the deadline by scheduling jitter.
-        due = time.time() + self.server.ping_interval
-        await asyncio.sleep(self.server.ping_interval)
+    def schedule_ping(self) -> None:
+        # Overridden whole (it is four lines): the library starts a task per socket that sleeps
+        # pingInterval, a task and its frames held by every idle connection (docs/performance.md,
+        # memory); a timer does the same. EIO v4 "Heartbeat": the client has pingTimeout from when
+        # the ping was due; the library started the clock when the event loop got round to sending
+        # it, stretching the deadline by scheduling jitter.
+        if self.last_ping:
+            self.last_ping = None
+            due = time.time() + self.server.ping_interval
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due, due)
+
+    def _ping_due(self, due: float) -> None:
+        self._ping_timer = None
         if not self.closing and not self.closed:
             self.last_ping = due
-            await self.send(eio_packet.Packet(eio_packet.PING))
+            self.send_now(eio_packet.Packet(eio_packet.PING))
 
     async def _websocket_handler(self, ws: Any) -> None:
         # Private in python-engineio; wrapped, not rewritten, to validate frames before decoding.
@@ -466,6 +478,11 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._declared_namespaces: list[str] | str = self.namespaces
         # namespace_exists decides admission; the library's own test must then admit everything.
         self.namespaces = "*"
+        # Engine.IO hands each message to Socket.IO inline, not in a task of its own: Socket.IO
+        # already runs every event handler in a task (async_handlers), so the library's extra task
+        # per message only cost time (the ack workload, docs/performance.md). A socket's packets are
+        # still decoded in the order they arrived.
+        self.eio.async_handlers = False
         self._namespace_exists = namespace_exists
         self.connect_timeout = connect_timeout
         self._connect_deadlines: dict[str, asyncio.TimerHandle] = {}

@@ -22,6 +22,7 @@ import struct
 from asyncio.transports import BaseTransport
 from typing import Any
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
@@ -84,6 +85,13 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the app task is created but has not run yet
             scope["extensions"][FRAME_WRITER] = self
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response (their headers) are not needed once it is sent;
+            # the app keeps what it needs from the scope. ~3 KB per idle connection.
+            self.request = self.response = None  # type: ignore[assignment]
 
     @property
     def open(self) -> bool:

@@ -67,6 +67,7 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     upgrading: bool
     upgraded: bool
     closed: bool
+    last_ping: float | None
 
     def __init__(self, server: Any, sid: str) -> None:
         super().__init__(server, sid)
