@@ -62,9 +62,7 @@ class RateLimiter:
             # BOTH windows have room, i.e. at the later of the two instants.
             retry = max(
                 events[-cfg.events_per_minute] + 60.0 - now if over_minute else 0.0,
-                events[-cfg.events_per_second] + 1.0 - now
-                if len(events) >= cfg.events_per_second
-                else 0.0,
+                events[-cfg.events_per_second] + 1.0 - now if len(events) >= cfg.events_per_second else 0.0,
             )
             if over_minute and not window.over_minute:
                 window.over_minute = True
