@@ -69,7 +69,8 @@ function LoggedIn({ session, logout }: { session: Session; logout: (reason?: str
         authentication: (error) => {
           if (FINAL_AUTH_CODES.has(error.code ?? '')) logoutRef.current(`Signed out: ${error.message}`);
         },
-        validation: show,
+        // A rate-limited request is sent again by the client after `retry_after`; no need to alarm.
+        validation: (error) => (error.code === 'rate_limited' ? undefined : show(error)),
         server: show,
         connection: () => undefined, // the status bar shows it
         network: () => undefined,

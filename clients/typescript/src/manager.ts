@@ -39,6 +39,20 @@ export interface WebSocketManagerOptions {
 export interface RequestOptions {
   /** Milliseconds to wait for the ack; default the manager's `ackTimeout`. */
   timeout?: number;
+  /**
+   * How often a request refused with `rate_limited` is sent again, each time after the server's
+   * `retry_after` (at most 60 s); default 2. A ban (`banned`) is never retried.
+   */
+  rateLimitRetries?: number;
+}
+
+const MAX_RETRY_AFTER_MS = 60_000;
+
+function retryAfter(error: unknown): number | undefined {
+  if (!(error instanceof WebSocketRequestError) || error.code !== 'rate_limited') return undefined;
+  const details = error.details as { retry_after?: unknown } | undefined;
+  const wait = typeof details?.retry_after === 'number' ? details.retry_after : 1000;
+  return Math.min(Math.max(wait, 0), MAX_RETRY_AFTER_MS);
 }
 
 type Callback = (data: never) => void;
@@ -157,11 +171,29 @@ export class WebSocketManager {
    * WebSocketRequestError on `{ok: false, error}`, when no reply comes in time, on a disconnect, and
    * at once while the namespace is refused or reconnection has given up.
    */
-  request<N extends Namespace, E extends ClientEventName<N>>(
+  async request<N extends Namespace, E extends ClientEventName<N>>(
     namespace: N,
     event: E,
     data: ClientEventsFor<N>[E],
     options: RequestOptions = {},
+  ): Promise<unknown> {
+    // Several tabs of one user share its event budget (decisions §8): a refusal says when to retry.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.requestOnce(namespace, event, data, options);
+      } catch (error) {
+        const wait = retryAfter(error);
+        if (wait === undefined || attempt >= (options.rateLimitRetries ?? 2)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  private requestOnce<N extends Namespace, E extends ClientEventName<N>>(
+    namespace: N,
+    event: E,
+    data: ClientEventsFor<N>[E],
+    options: RequestOptions,
   ): Promise<unknown> {
     const socket = this.connect(namespace);
     const timeout = options.timeout ?? this.ackTimeout;

@@ -130,7 +130,7 @@ describe('errors from a live server, routed by type', () => {
     await nextEvent(manager, '/chat/demo', 'connected');
     const limited = nextEvent(manager, '/chat/demo', 'rate_limited');
     const replies = Array.from({ length: 12 }, () =>
-      manager.request('/chat/demo', 'get_history', { limit: 1 }).then(
+      manager.request('/chat/demo', 'get_history', { limit: 1 }, { rateLimitRetries: 0 }).then(
         () => 'ok',
         (error: WebSocketRequestError) => error.code ?? error.type,
       ),
@@ -139,5 +139,14 @@ describe('errors from a live server, routed by type', () => {
     expect(outcomes.filter((outcome) => outcome === 'rate_limited').length).toBeGreaterThan(0);
     expect((await limited).retry_after).toBeGreaterThan(0);
     expect(routed.some(([, e]) => e.code === 'rate_limited')).toBe(true);
+  });
+
+  it('a rate-limited request is sent again after retry_after', async () => {
+    const { manager } = liveClient();
+    await nextEvent(manager, '/chat/demo', 'connected');
+    const replies = Array.from({ length: 12 }, () =>
+      manager.request('/chat/demo', 'get_history', { limit: 1 }).then(() => 'ok'),
+    );
+    expect(await Promise.all(replies)).toEqual(Array(12).fill('ok'));
   });
 });
