@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import socketio
-import uvicorn
+from engine_server import serve_engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent_portal.gateway.engine import PortalSocketServer
-from agent_portal.gateway.wsproto import PortalWebSocketProtocol
 
 JS = Path(__file__).resolve().parents[1] / "js"
 SHORT_PINGS = {"ping_interval": 0.3, "ping_timeout": 0.2}
@@ -72,28 +70,8 @@ async def running(**options: Any) -> AsyncIterator[Live]:
     sio = PortalSocketServer(async_mode="asgi", cors_allowed_origins="*", **settings)
     calls: list[tuple[str, str]] = []
     sio.register_namespace(EchoNamespace(calls))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            socketio.ASGIApp(sio),
-            lifespan="off",
-            log_level="warning",
-            timeout_graceful_shutdown=1,
-            ws=PortalWebSocketProtocol,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        yield Live(f"127.0.0.1:{sock.getsockname()[1]}", sio, calls)
-    finally:
-        server.should_exit = True
-        await sio.shutdown()
-        await task
-        sock.close()
+    async with serve_engine(sio) as host:
+        yield Live(host, sio, calls)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,12 +18,11 @@ from typing import Any
 import httpx
 import pytest
 import socketio
-import uvicorn
+from engine_server import serve_engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from agent_portal.gateway.engine import MAX_JSON_DEPTH, PortalSocketServer, json_too_deep
-from agent_portal.gateway.wsproto import PortalWebSocketProtocol
 
 MAX_MESSAGE = 1_000_000
 
@@ -75,28 +73,8 @@ async def live() -> AsyncIterator[Live]:
     sio = PortalSocketServer(async_mode="asgi", max_http_buffer_size=MAX_MESSAGE)
     calls: list[Call] = []
     sio.register_namespace(RecordingNamespace(calls))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            socketio.ASGIApp(sio),
-            lifespan="off",
-            log_level="critical",
-            timeout_graceful_shutdown=1,
-            ws=PortalWebSocketProtocol,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        yield Live(f"127.0.0.1:{sock.getsockname()[1]}", calls)
-    finally:
-        server.should_exit = True
-        await sio.shutdown()
-        await task
-        sock.close()
+    async with serve_engine(sio, log_level="critical") as host:
+        yield Live(host, calls)
 
 
 async def recv(ws: ClientConnection) -> str | bytes:

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import typing
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from client_states import States, server_on
 
 from agent_portal.client import (
     AuthenticationFailed,
@@ -40,7 +40,7 @@ from agent_portal.protocol.server_events import (
     TaskUpdateEvent,
     UserJoinedEvent,
 )
-from support import LiveServer, free_port, live_server, make_settings
+from support import LiveServer, free_port
 
 
 class Inbox:
@@ -271,36 +271,6 @@ async def test_sixth_connection_is_refused_too_many_connections(server: LiveServ
 
 
 # --- reconnection ----------------------------------------------------------------------------------
-
-
-def server_on(data_dir: Path, port: int) -> AbstractAsyncContextManager[LiveServer]:
-    """A server on a fixed port, so a second one can take the first one's place."""
-    return live_server(make_settings(data_dir), port=port)
-
-
-class States:
-    """Records `on_state` changes and waits for them."""
-
-    def __init__(self, client: PortalClient) -> None:
-        self.changes: list[StateChange] = []
-        self._changed = asyncio.Event()
-        client.on_state(self._record)
-
-    def _record(self, change: StateChange) -> None:
-        self.changes.append(change)
-        self._changed.set()
-
-    def of(self, state: ConnectionState) -> list[StateChange]:
-        return [c for c in self.changes if c.state is state]
-
-    async def wait(self, state: ConnectionState, count: int = 1, timeout: float = 5.0) -> StateChange:
-        async def _wait() -> StateChange:
-            while len(self.of(state)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-            return self.of(state)[count - 1]
-
-        return await asyncio.wait_for(_wait(), timeout)
 
 
 async def test_reconnects_with_backoff_to_a_new_server_on_the_same_port(tmp_path: Path) -> None:

@@ -7,22 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from client_states import States, server_on
 
 from agent_portal.client import (
     Backoff,
     ConnectionState,
     OrchestratorClient,
     PortalClient,
-    StateChange,
 )
 from agent_portal.client.recovery import Recovery
-from support import LiveServer, free_port, live_server, make_settings
+from support import LiveServer, free_port
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -107,34 +106,6 @@ class Inbox:
 
     def names(self) -> list[str]:
         return [item.triggered_by for item in self.items]
-
-
-class States:
-    def __init__(self, client: PortalClient) -> None:
-        self.changes: list[StateChange] = []
-        self._changed = asyncio.Event()
-        client.on_state(self._record)
-
-    def _record(self, change: StateChange) -> None:
-        self.changes.append(change)
-        self._changed.set()
-
-    def of(self, state: ConnectionState) -> list[StateChange]:
-        return [c for c in self.changes if c.state is state]
-
-    async def wait(self, state: ConnectionState, count: int = 1, timeout: float = 8.0) -> StateChange:
-        async def _wait() -> StateChange:
-            while len(self.of(state)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-            return self.of(state)[count - 1]
-
-        return await asyncio.wait_for(_wait(), timeout)
-
-
-def server_on(data_dir: Path, port: int, **overrides: Any) -> AbstractAsyncContextManager[LiveServer]:
-    """A server on a fixed port, so a second one can take the first one's place."""
-    return live_server(make_settings(data_dir, **overrides), port=port)
 
 
 @contextlib.asynccontextmanager
