@@ -124,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        if settings.redis_url:
+            # Accepting the option and running alone would let two nodes each think they are the
+            # cluster; refuse until broadcasts, presence, limits and the lease go through Redis.
+            print(
+                "error: --redis-url: running several nodes is not implemented yet; "
+                "run one node (it recovers clients across restarts on its own)",
+                file=sys.stderr,
+            )
+            return 2
         return asyncio.run(_serve(settings))
     if args.command == "token":
         from agent_portal.auth.tokens import TokenService
