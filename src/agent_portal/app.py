@@ -128,6 +128,7 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         limiter=limiter,
         login_limiter=RateLimiter(SecurityConfig(events_per_second=5, events_per_minute=10)),
         connections=ConnectionTracker(),
+        anonymous_connections=ConnectionTracker(),
         presence=Presence(),
         publisher=publisher,
         recovery=recovery,

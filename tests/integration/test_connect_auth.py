@@ -181,3 +181,14 @@ async def test_cross_origin_handshakes_are_refused(server: LiveServer) -> None:
             wait_timeout=3,
         )
     await sio.disconnect()
+
+
+async def test_unauthenticated_connections_are_capped_per_ip(server: LiveServer) -> None:
+    waiting = [await server.client("/portal") for _ in range(5)]
+    data = await refusal(server, "/portal", None)
+    assert data["code"] == "too_many_connections"
+    # A user with a token is counted as itself, not against the IP.
+    await server.client("/portal", server.token("alice"))
+    # Authenticating moves a socket off the IP's count, freeing a slot for another newcomer.
+    assert (await waiting[0].call("authenticate", {"token": server.token("bob")}))["ok"] is True
+    await server.client("/portal")

@@ -179,6 +179,14 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self._admit(ctx, claimed)
             elif kind is NamespaceKind.ORCHESTRATOR:
                 raise AuthenticationError("A service token is required", code="invalid_token")
+            else:
+                # Before authentication the connection cap counts per IP (decisions §8).
+                limit = s.config.security.max_connections
+                if s.anonymous_connections.would_exceed(ip, eio_sid, limit):
+                    raise ConnectionRefused(
+                        f"At most {limit} concurrent unauthenticated connections", code="too_many_connections"
+                    )
+                s.anonymous_connections.add(ip, eio_sid, namespace)
         except PortalError as exc:
             await s.audit.record(
                 claimed.user_id if claimed else "anonymous",
@@ -220,6 +228,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         if s.connections.would_exceed(principal.user_id, ctx.eio_sid, limit):
             raise ConnectionRefused(f"At most {limit} concurrent connections", code="too_many_connections")
         s.connections.add(principal.user_id, ctx.eio_sid, ctx.namespace)
+        s.anonymous_connections.remove(ctx.ip, ctx.eio_sid, ctx.namespace)
         ctx.principal = principal
 
     async def _after_admit(self, ctx: SocketContext) -> None:
@@ -285,6 +294,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return
         if ctx.auth_timer is not None:
             ctx.auth_timer.cancel()
+        self.services.anonymous_connections.remove(ctx.ip, ctx.eio_sid, namespace)
         if ctx.principal is not None:
             self.services.connections.remove(ctx.principal.user_id, ctx.eio_sid, namespace)
             await self.services.recovery.save(ctx, disconnected=True)

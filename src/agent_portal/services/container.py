@@ -32,6 +32,8 @@ class Services:
     # Password guessing gets a much tighter budget than socket events.
     login_limiter: RateLimiter
     connections: ConnectionTracker
+    # Sessions not yet authenticated, per IP (a separate tracker: an IP is not a user name).
+    anonymous_connections: ConnectionTracker
     presence: Presence
     publisher: Publisher
     recovery: RecoveryLog
