@@ -284,17 +284,7 @@ class OrchestratorService:
         task.started_at = run.now
         run.changed = True
         run.emit(self._task_update(run, task))
-        run.emit(
-            AgentActivity(
-                agent_type=task.agent_type.value,
-                project_name=project.name,
-                action=task.task_type,
-                status="started",
-                timestamp=run.now,
-                task_id=task.id,
-                story_id=task.story_id,
-            )
-        )
+        run.emit(self._agent_activity(run, task, "started"))
         story = project.stories.get(task.story_id or "")
         if story is not None and task.sprint_id and story.status is StoryStatus.SPRINT:
             story.status = StoryStatus.IN_PROGRESS
@@ -675,17 +665,7 @@ class OrchestratorService:
         run.changed = True
         for task in project.tasks.values():
             if task.status is TaskStatus.IN_PROGRESS:
-                run.emit(
-                    AgentActivity(
-                        agent_type=task.agent_type.value,
-                        project_name=project.name,
-                        action=task.task_type,
-                        status="paused",
-                        timestamp=run.now,
-                        task_id=task.id,
-                        story_id=task.story_id,
-                    )
-                )
+                run.emit(self._agent_activity(run, task, "paused"))
         return {
             "success": True,
             "message": "Sprint paused - agent work halted",
@@ -1197,6 +1177,38 @@ class OrchestratorService:
         self._move_cycle(run, cycle, validation.new_state, command, results=results, metrics=metrics)
         return None
 
+    @staticmethod
+    def _agent_activity(
+        run: _Run,
+        task: Task,
+        status: str,
+        *,
+        duration: float | None = None,
+        metrics: JSON | None = None,
+        error: str | None = None,
+    ) -> AgentActivity:
+        return AgentActivity(
+            agent_type=task.agent_type.value,
+            project_name=run.project.name,
+            action=task.task_type,
+            status=status,
+            timestamp=run.now,
+            task_id=task.id,
+            story_id=task.story_id,
+            duration=duration,
+            metrics=metrics,
+            error=error,
+        )
+
+    def _agent_finished(self, run: _Run, task: Task, error: str | None) -> AgentActivity:
+        """Records the attempt in the agent's metrics; `error` None means it succeeded."""
+        duration = _ms(run.now - task.started_at) if task.started_at is not None else 0.0
+        metrics = self._record_agent(run.project, task.agent_type, error is None, duration, run.now)
+        status = "completed" if error is None else "failed"
+        return self._agent_activity(
+            run, task, status, duration=duration, metrics=metrics.to_dict(), error=error
+        )
+
     def _complete_task(self, run: _Run, task: Task, output: str) -> None:
         project = run.project
         task.status = TaskStatus.COMPLETED
@@ -1204,22 +1216,8 @@ class OrchestratorService:
         task.completed_at = run.now
         task.output = output
         task.error = None
-        duration = _ms(run.now - task.started_at) if task.started_at is not None else 0.0
-        metrics = self._record_agent(project, task.agent_type, True, duration, run.now)
         run.emit(self._task_update(run, task))
-        run.emit(
-            AgentActivity(
-                agent_type=task.agent_type.value,
-                project_name=project.name,
-                action=task.task_type,
-                status="completed",
-                timestamp=run.now,
-                task_id=task.id,
-                story_id=task.story_id,
-                duration=duration,
-                metrics=metrics.to_dict(),
-            )
-        )
+        run.emit(self._agent_finished(run, task, None))
         if task.phase is TDDState.COMMIT and task.cycle_id is not None:
             cycle = project.tdd_cycles[task.cycle_id]
             cycle.total_commits += 1
@@ -1238,25 +1236,9 @@ class OrchestratorService:
     def _attempt_failed(
         self, run: _Run, task: Task, error: str, failure_type: str, hint: str | None = None
     ) -> None:
-        project = run.project
         task.retry_count += 1
         task.error = error
-        duration = _ms(run.now - task.started_at) if task.started_at is not None else 0.0
-        metrics = self._record_agent(project, task.agent_type, False, duration, run.now)
-        run.emit(
-            AgentActivity(
-                agent_type=task.agent_type.value,
-                project_name=project.name,
-                action=task.task_type,
-                status="failed",
-                timestamp=run.now,
-                task_id=task.id,
-                story_id=task.story_id,
-                duration=duration,
-                metrics=metrics.to_dict(),
-                error=error,
-            )
-        )
+        run.emit(self._agent_finished(run, task, error))
         metadata: JSON = {"retry_count": task.retry_count, "failure_type": failure_type}
         if hint:
             metadata["hint"] = hint
