@@ -5,6 +5,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,20 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _service_missing("Redis", exc)
     return url
+
+
+@pytest.fixture
+async def cluster_node(redis_url: str) -> AsyncIterator[Any]:
+    """A started cluster node on the test Redis, under a key prefix of its own (removed afterwards)."""
+    from agent_portal.cluster.node import ClusterNode
+
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    node = ClusterNode(redis_url, prefix=prefix)
+    await node.start()
+    try:
+        yield node
+    finally:
+        keys = [key async for key in node.redis.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await node.redis.delete(*keys)
+        await node.stop()

@@ -19,16 +19,21 @@ from agent_portal.agents.testrun import TestRunner
 from agent_portal.auth.passwords import PasswordService
 from agent_portal.auth.tokens import TokenService
 from agent_portal.clock import SystemClock
+from agent_portal.cluster.limits import RedisConnectionCounter, RedisRateLimiter
+from agent_portal.cluster.log import RedisRecoveryLog
+from agent_portal.cluster.node import ClusterNode
+from agent_portal.cluster.orchestrator import ClusterOrchestrator
+from agent_portal.cluster.presence import RedisPresence
 from agent_portal.domain.models import AgentType, AgentWork
 from agent_portal.gateway.base import Gateway, NamespaceModule
-from agent_portal.gateway.limits import ConnectionTracker, RateLimiter
+from agent_portal.gateway.limits import ConnectionCounter, ConnectionTracker, Limiter, RateLimiter
 from agent_portal.gateway.namespaces.admin import AdminNamespace
 from agent_portal.gateway.namespaces.chat import ChatNamespace
 from agent_portal.gateway.namespaces.monitoring import MonitoringNamespace
 from agent_portal.gateway.namespaces.orchestrator import OrchestratorNamespace
 from agent_portal.gateway.namespaces.portal import PortalNamespace
 from agent_portal.gateway.namespaces.project import ProjectNamespace
-from agent_portal.gateway.presence import Presence
+from agent_portal.gateway.presence import Presence, PresenceStore
 from agent_portal.gateway.publisher import Publisher
 from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.gateway.server import asgi_app, build_socket_server
@@ -45,6 +50,7 @@ from agent_portal.services.metrics import Metrics
 from agent_portal.services.system_metrics import SystemMetricsLoop
 from agent_portal.settings import Settings, load_secret
 from agent_portal.storage import Store, open_store
+from agent_portal.storage.store import LogEntry
 from agent_portal.web.routes import build_http_app
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,9 @@ class PortalApp:
     gateway: Gateway
     http: Starlette
     orchestrator: EmbeddedOrchestrator
+    # In a cluster: this node, and the lease that decides whether it runs `orchestrator`.
+    cluster: ClusterNode | None = None
+    lease: ClusterOrchestrator | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -95,7 +104,16 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
     store = store or await open_store(settings.resolved_database_url)
     clock = SystemClock()
     sio = build_socket_server(settings)
-    recovery = RecoveryLog(store, clock, settings.recovery_window_seconds)
+    window = settings.recovery_window_seconds
+    node: ClusterNode | None = None
+    if settings.redis_url:
+        if settings.resolved_database_url.startswith("sqlite"):
+            raise ValueError("a cluster (redis_url) needs a shared database; SQLite lives on one machine")
+        node = ClusterNode(settings.redis_url, prefix=settings.cluster_name)
+        cluster_log = RedisRecoveryLog(node, window)
+        recovery = RecoveryLog(cluster_log, clock, window, feed=cluster_log)
+    else:
+        recovery = RecoveryLog(store, clock, window)
     publisher = Publisher(sio, recovery)
     metrics = Metrics()
     publisher.listeners.append(metrics.event_out)
@@ -103,7 +121,8 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
     publisher.listeners.append(external.observe)
     config = ConfigService(store, publisher, clock, _defaults(settings))
     await config.load()
-    limiter = RateLimiter(config.security)
+    shared = _shared_state(node, config.security)
+    limiter = shared.limiter
     config.listeners.append(
         lambda kind, model: setattr(limiter, "config", model) if kind == "security" else None
     )
@@ -118,7 +137,8 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         _agent_picker(config, settings.demo_step_delay, runner),
         runner,
     )
-    router = OrchestratorRouter(store, external, embedded=embedded)
+    lease = ClusterOrchestrator(node, embedded) if node is not None else None
+    router = OrchestratorRouter(store, external, embedded=lease or embedded)
     services = Services(
         settings=settings,
         clock=clock,
@@ -126,10 +146,10 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         tokens=TokenService(load_secret(settings)),
         passwords=PasswordService(),
         limiter=limiter,
-        login_limiter=RateLimiter(SecurityConfig(events_per_second=5, events_per_minute=10)),
-        connections=ConnectionTracker(),
-        anonymous_connections=ConnectionTracker(),
-        presence=Presence(),
+        login_limiter=shared.login_limiter,
+        connections=shared.connections,
+        anonymous_connections=shared.anonymous_connections,
+        presence=shared.presence,
         publisher=publisher,
         recovery=recovery,
         audit=audit,
@@ -138,7 +158,11 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         router=router,
         external=external,
         chat=ChatService(store, publisher, router, audit, metrics, clock, settings.typing_lapse_seconds),
+        cluster=node,
+        runs_orchestrator=(lambda: lease.holds) if lease is not None else (lambda: True),
     )
+    if node is not None:
+        cluster_log.observers.append(_reload_config_from_peers(config))
     gateway = Gateway(services, NAMESPACES)
     sio.register_namespace(gateway)
 
@@ -151,8 +175,48 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
             await _stop(app)
 
     http = build_http_app(services, lifespan)
-    app = PortalApp(asgi_app(sio, http), sio, services, gateway, http, embedded)
+    app = PortalApp(asgi_app(sio, http), sio, services, gateway, http, embedded, node, lease)
     return app
+
+
+@dataclass
+class SharedState:
+    """What the nodes of a cluster must agree on; in this process when there is one node."""
+
+    limiter: Limiter
+    # Password guessing gets a much tighter budget than socket events.
+    login_limiter: Limiter
+    connections: ConnectionCounter
+    anonymous_connections: ConnectionCounter
+    presence: PresenceStore
+
+
+def _shared_state(node: ClusterNode | None, security: SecurityConfig) -> SharedState:
+    login = SecurityConfig(events_per_second=5, events_per_minute=10)
+    if node is None:
+        return SharedState(
+            RateLimiter(security), RateLimiter(login), ConnectionTracker(), ConnectionTracker(), Presence()
+        )
+    return SharedState(
+        RedisRateLimiter(node, security, "events"),
+        RedisRateLimiter(node, login, "login"),
+        RedisConnectionCounter(node, "users"),
+        RedisConnectionCounter(node, "ips"),
+        RedisPresence(node),
+    )
+
+
+def _reload_config_from_peers(config: ConfigService) -> Callable[[str, LogEntry], None]:
+    """Another node changed the live config (it announced `config_changed`): read it here too."""
+    pending: set[asyncio.Task[None]] = set()
+
+    def observe(_node: str, entry: LogEntry) -> None:
+        if entry.event == "config_changed":
+            task = asyncio.ensure_future(config.reload())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    return observe
 
 
 def _agent_picker(
@@ -177,7 +241,8 @@ def _agent_picker(
 def _counts(app: PortalApp) -> tuple[int, int, int]:
     contexts = app.gateway.contexts.values()
     projects = {c.project for c in contexts if c.project} | {p for c in contexts for p in c.joined}
-    return len(app.gateway.contexts), len(projects), app.orchestrator.active_tasks()
+    tasks = app.lease.active_tasks() if app.lease is not None else app.orchestrator.active_tasks()
+    return len(app.gateway.contexts), len(projects), tasks
 
 
 async def _prune_loop(app: PortalApp) -> None:
@@ -192,6 +257,9 @@ async def _prune_loop(app: PortalApp) -> None:
 
 async def _start(app: PortalApp) -> None:
     s = app.services
+    if app.cluster is not None:
+        # Subscribed before the log is read, so nothing published in between is missed.
+        await app.cluster.start()
     await s.recovery.start()
     app.tasks.append(asyncio.create_task(_prune_loop(app), name="prune"))
     metrics_loop = SystemMetricsLoop(
@@ -201,10 +269,14 @@ async def _start(app: PortalApp) -> None:
         interval=lambda: s.config.system.metrics_interval_seconds,
         counts=lambda: _counts(app),
         disk_path=str(s.settings.data_dir.resolve()),
+        publishes=s.runs_orchestrator,
     )
     app.tasks.append(asyncio.create_task(metrics_loop.run(), name="system-metrics"))
-    await app.orchestrator.start()
-    app.tasks.append(asyncio.create_task(app.orchestrator.run_expiry(), name="approval-expiry"))
+    if app.lease is not None:
+        app.tasks.append(asyncio.create_task(app.lease.run(), name="orchestrator-lease"))
+    else:
+        await app.orchestrator.start()
+        app.tasks.append(asyncio.create_task(app.orchestrator.run_expiry(), name="approval-expiry"))
 
 
 async def _stop(app: PortalApp) -> None:
@@ -214,6 +286,11 @@ async def _stop(app: PortalApp) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     app.tasks.clear()
-    await app.orchestrator.stop()
+    if app.lease is not None:
+        await app.lease.stop()
+    else:
+        await app.orchestrator.stop()
     app.services.chat.close()
+    if app.cluster is not None:
+        await app.cluster.stop()
     await app.services.store.close()

@@ -40,7 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(_env("PORT", "8000") or 8000))
     _add_storage_options(serve)
-    serve.add_argument("--redis-url", default=_env("REDIS_URL"))
+    serve.add_argument(
+        "--redis-url",
+        default=_env("REDIS_URL"),
+        help="run as one node of a cluster sharing this Redis (needs a PostgreSQL --database-url)",
+    )
+    serve.add_argument(
+        "--cluster-name",
+        default=_env("CLUSTER_NAME", "agent-portal"),
+        help="the Redis key prefix of the cluster (nodes of one cluster share it)",
+    )
     serve.add_argument(
         "--cors-origin",
         action="append",
@@ -99,6 +108,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         data_dir=Path(args.data_dir),
         database_url=args.database_url,
         redis_url=getattr(args, "redis_url", None),
+        cluster_name=getattr(args, "cluster_name", "agent-portal"),
         secret=_env("SECRET"),
         cors_origins=cors,
         public_url=getattr(args, "public_url", None),
@@ -124,14 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        if settings.redis_url:
-            # Accepting the option and running alone would let two nodes each think they are the
-            # cluster; refuse until broadcasts, presence, limits and the lease go through Redis.
-            print(
-                "error: --redis-url: running several nodes is not implemented yet; "
-                "run one node (it recovers clients across restarts on its own)",
-                file=sys.stderr,
-            )
+        if settings.redis_url and (problem := asyncio.run(_redis_problem(settings.redis_url))):
+            print(f"error: --redis-url: cannot reach Redis: {problem}", file=sys.stderr)
             return 2
         return asyncio.run(_serve(settings))
     if args.command == "token":
@@ -151,6 +155,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = str(Path(args.path).resolve()) if args.path else None
         return asyncio.run(_add_project(settings, args.name, path, args.external))
     return 2
+
+
+async def _redis_problem(url: str) -> str | None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except (RedisError, OSError, ValueError) as exc:
+        return str(exc)
+    finally:
+        await client.aclose()
+    return None
 
 
 async def _with_store(settings: Settings) -> Any:

@@ -30,6 +30,8 @@ class Settings:
     data_dir: Path = Path(".data")
     database_url: str | None = None
     redis_url: str | None = None
+    # The key prefix of this cluster's shared state in Redis (several clusters may share one Redis).
+    cluster_name: str = "agent-portal"
     secret: str | None = None
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     public_url: str | None = None

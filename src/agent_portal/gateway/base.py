@@ -171,7 +171,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         # Who was refused, once the token proved it (a banned or capped user is audited by name).
         claimed: Principal | None = None
         try:
-            if (remaining := s.limiter.ban_remaining_ms(f"ip:{ip}")) > 0:
+            if (remaining := await s.limiter.ban_remaining_ms(f"ip:{ip}")) > 0:
                 raise ConnectionRefused("Banned for abuse", code="banned", details={"retry_after": remaining})
             token = auth.get("token") if isinstance(auth, dict) else None
             if isinstance(token, str) and token:
@@ -182,11 +182,10 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             else:
                 # Before authentication the connection cap counts per IP (decisions §8).
                 limit = s.config.security.max_connections
-                if s.anonymous_connections.would_exceed(ip, eio_sid, limit):
+                if not await s.anonymous_connections.try_add(ip, eio_sid, namespace, limit):
                     raise ConnectionRefused(
                         f"At most {limit} concurrent unauthenticated connections", code="too_many_connections"
                     )
-                s.anonymous_connections.add(ip, eio_sid, namespace)
         except PortalError as exc:
             await s.audit.record(
                 claimed.user_id if claimed else "anonymous",
@@ -213,7 +212,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _admit(self, ctx: SocketContext, principal: Principal) -> None:
         """Checks that `principal` may hold this socket; raises a PortalError with the refusal code."""
         s = self.services
-        if (remaining := s.limiter.ban_remaining_ms(f"user:{principal.user_id}")) > 0:
+        if (remaining := await s.limiter.ban_remaining_ms(f"user:{principal.user_id}")) > 0:
             raise ConnectionRefused("Banned for abuse", code="banned", details={"retry_after": remaining})
         module = self.modules[ctx.kind]
         if module.connect_permission not in principal.permissions:
@@ -225,10 +224,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             if await s.store.get_project(ctx.project) is None:
                 raise ProjectNotFoundError(ctx.project)
         limit = s.config.security.max_connections
-        if s.connections.would_exceed(principal.user_id, ctx.eio_sid, limit):
+        if not await s.connections.try_add(principal.user_id, ctx.eio_sid, ctx.namespace, limit):
             raise ConnectionRefused(f"At most {limit} concurrent connections", code="too_many_connections")
-        s.connections.add(principal.user_id, ctx.eio_sid, ctx.namespace)
-        s.anonymous_connections.remove(ctx.ip, ctx.eio_sid, ctx.namespace)
+        await s.anonymous_connections.remove(ctx.ip, ctx.eio_sid, ctx.namespace)
         ctx.principal = principal
 
     async def _after_admit(self, ctx: SocketContext) -> None:
@@ -294,9 +292,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return
         if ctx.auth_timer is not None:
             ctx.auth_timer.cancel()
-        self.services.anonymous_connections.remove(ctx.ip, ctx.eio_sid, namespace)
+        await self.services.anonymous_connections.remove(ctx.ip, ctx.eio_sid, namespace)
         if ctx.principal is not None:
-            self.services.connections.remove(ctx.principal.user_id, ctx.eio_sid, namespace)
+            await self.services.connections.remove(ctx.principal.user_id, ctx.eio_sid, namespace)
             await self.services.recovery.save(ctx, disconnected=True)
             try:
                 await self.modules[ctx.kind].on_disconnect(ctx)
@@ -343,7 +341,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _limit(self, ctx: SocketContext, event: str) -> None:
         s = self.services
-        verdict = s.limiter.hit(ctx.rate_key)
+        verdict = await s.limiter.hit(ctx.rate_key)
         if verdict.allowed:
             return
         if verdict.violation:

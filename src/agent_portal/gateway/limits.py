@@ -1,4 +1,8 @@
-"""Abuse limits (decisions §8): sliding-window event rates, bans after repeated abuse, connection caps."""
+"""Abuse limits (decisions §8): sliding-window event rates, bans after repeated abuse, connection caps.
+
+Two implementations of each: in-process (here, one node) and in Redis (`cluster/limits.py`, shared by
+every node of a cluster); the gateway sees only the protocols `Limiter` and `ConnectionCounter`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent_portal.protocol.config import SecurityConfig
 
@@ -27,6 +32,27 @@ class _Window:
     banned_until: float = 0.0
 
 
+class Limiter(Protocol):
+    config: SecurityConfig
+
+    async def hit(self, key: str) -> Verdict:
+        """Counts one event of `key` if it is allowed now; says why not otherwise."""
+        ...
+
+    async def ban_remaining_ms(self, key: str) -> int: ...
+
+    def forget_idle(self) -> None: ...
+
+
+class ConnectionCounter(Protocol):
+    async def try_add(self, user_id: str, eio_sid: str, namespace: str, limit: int) -> bool:
+        """Counts `namespace` on the session; False (and nothing counted) if it would be the user's
+        session number `limit + 1`."""
+        ...
+
+    async def remove(self, user_id: str, eio_sid: str, namespace: str) -> None: ...
+
+
 class RateLimiter:
     """In-process limiter keyed by `user:<id>` or `ip:<addr>`; `config` may be replaced live, and
     `clock` (monotonic seconds) is injectable."""
@@ -36,13 +62,16 @@ class RateLimiter:
         self.clock = clock
         self._windows: dict[str, _Window] = {}
 
-    def ban_remaining_ms(self, key: str) -> int:
+    async def ban_remaining_ms(self, key: str) -> int:
         window = self._windows.get(key)
         if window is None:
             return 0
         return max(0, int((window.banned_until - self.clock()) * 1000))
 
-    def hit(self, key: str) -> Verdict:
+    async def hit(self, key: str) -> Verdict:
+        return self.hit_now(key)
+
+    def hit_now(self, key: str) -> Verdict:
         now = self.clock()
         cfg = self.config
         window = self._windows.setdefault(key, _Window())
@@ -105,14 +134,14 @@ class ConnectionTracker:
         # user -> Engine.IO session -> namespaces that session holds for the user
         self._sessions: dict[str, dict[str, set[str]]] = {}
 
-    def would_exceed(self, user_id: str, eio_sid: str, limit: int) -> bool:
+    async def try_add(self, user_id: str, eio_sid: str, namespace: str, limit: int) -> bool:
         sessions = self._sessions.get(user_id, {})
-        return eio_sid not in sessions and len(sessions) >= limit
-
-    def add(self, user_id: str, eio_sid: str, namespace: str) -> None:
+        if eio_sid not in sessions and len(sessions) >= limit:
+            return False
         self._sessions.setdefault(user_id, {}).setdefault(eio_sid, set()).add(namespace)
+        return True
 
-    def remove(self, user_id: str, eio_sid: str, namespace: str) -> None:
+    async def remove(self, user_id: str, eio_sid: str, namespace: str) -> None:
         sessions = self._sessions.get(user_id)
         if not sessions or eio_sid not in sessions:
             return

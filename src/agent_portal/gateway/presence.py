@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Protocol
+
+
+class PresenceStore(Protocol):
+    async def join(self, project: str, user_id: str, socket_key: str) -> bool:
+        """Adds a socket; True when it is the user's first in the project."""
+        ...
+
+    async def leave(self, project: str, user_id: str, socket_key: str) -> bool:
+        """Removes a socket; True when it was the user's last in the project."""
+        ...
+
+    async def count(self, project: str) -> int: ...
+
+    async def users(self, project: str) -> list[str]: ...
 
 
 class Presence:
-    """In-process presence; the cluster variant keeps the same counts in Redis."""
+    """In-process presence, for one node; `cluster/presence.py` keeps the same in Redis."""
 
     def __init__(self) -> None:
         self._sockets: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))

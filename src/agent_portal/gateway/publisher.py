@@ -14,6 +14,7 @@ from agent_portal.gateway.fanout import FanoutManager, encode_event, with_last_a
 from agent_portal.gateway.recovery import ALL, RECOVERY_PREFIX, RecoveryLog
 from agent_portal.gateway.rooms import SYSTEM_SCOPE, members_room, stream_rooms
 from agent_portal.protocol.registry import MONITORING_PROJECT_EVENTS, PROJECT_EVENTS, SERVER_EVENTS
+from agent_portal.storage.store import LogEntry
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Publisher:
     def __init__(self, sio: socketio.AsyncServer, log: RecoveryLog) -> None:
         self._sio = sio
         self._log = log
+        log.deliver = self._deliver
         self.sent: Counter[str] = Counter()
         self.listeners: list[Any] = []
 
@@ -119,21 +121,23 @@ class Publisher:
         skip_sid: list[str] | None = None,
     ) -> asyncio.Future[int]:
         rooms = [room] if isinstance(room, str) else room
-        skip = list(skip_sid or ())
+        return self._log.submit(namespace, rooms, skip_sid or (), event, data, args)
 
-        async def deliver(offset: int) -> None:
-            # Sockets still being sent what they missed get this one from the log, after the rest.
-            held_back = skip + self._log.replaying(namespace)
-            await self._send(event, data, args, namespace, rooms, held_back)
-            recovering = [RECOVERY_PREFIX + r for r in rooms]
-            present = self._sio.manager.rooms.get(namespace, {})
-            if any(r in present for r in recovering):
-                # the same arguments plus the offset as a last one: `[event, data, "offset"]`
-                with_offset = with_last_argument(args, str(offset))
-                await self._send(event, (data, str(offset)), with_offset, namespace, recovering, held_back)
-            self.sent[event] += 1
-
-        return self._log.submit(namespace, rooms, skip, event, data, deliver)
+    async def _deliver(self, entry: LogEntry) -> None:
+        """Sends a logged broadcast to this node's sockets (in a cluster, every node runs this)."""
+        event, data, namespace, rooms = entry.event, entry.data, entry.namespace, list(entry.rooms)
+        args = entry.encoded or self._encode_args(event, data)
+        # Sockets still being sent what they missed get this one from the log, after the rest.
+        held_back = list(entry.skip) + self._log.replaying(namespace)
+        await self._send(event, data, args, namespace, rooms, held_back)
+        recovering = [RECOVERY_PREFIX + r for r in rooms]
+        present = self._sio.manager.rooms.get(namespace, {})
+        if any(r in present for r in recovering):
+            # the same arguments plus the offset as a last one: `[event, data, "offset"]`
+            offset = str(entry.offset)
+            with_offset = with_last_argument(args, offset)
+            await self._send(event, (data, offset), with_offset, namespace, recovering, held_back)
+        self.sent[event] += 1
 
     async def _send(
         self, event: str, data: Any, args: str, namespace: str, rooms: list[str], skip: list[str]

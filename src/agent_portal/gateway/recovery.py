@@ -5,33 +5,66 @@ every broadcast with one extra last argument, its offset. If it reconnects withi
 `auth.pid` and `auth.offset`, it gets the same pid back (`socket.recovered === true`), its rooms,
 subscriptions and identity, and every broadcast it missed, in order, before any new one.
 
-Broadcasts are appended to a durable log (the store) before they are emitted, and kept in memory for
-the window, so recovery also works after a restart of the server. Appends are group-committed:
-what is submitted while one batch is being written goes into the next, in one transaction, and each
-broadcast is delivered once its batch is durable, in offset order (one store round trip per batch
-instead of one per broadcast under a lock: the product-path bench, docs/performance.md).
+Broadcasts are appended to a durable log before they are emitted, and kept in memory for the window,
+so recovery also works after a restart of the server. Appends are group-committed: what is submitted
+while one batch is being written goes into the next, in one round trip, and each broadcast is
+delivered once its batch is durable, in offset order (one store round trip per batch instead of one
+per broadcast under a lock: the product-path bench, docs/performance.md).
+
+Where the log lives decides who delivers. On one node it is the database (`Store`), and the log
+delivers each broadcast itself once its batch has committed. In a cluster it is a Redis stream
+(`cluster/log.py`) that also publishes each entry to every node, in offset order; each node then
+delivers what it receives to its own sockets, and a publisher's future resolves once its own node
+has delivered the broadcast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from agent_portal.clock import SystemClock
 from agent_portal.gateway.context import SocketContext
-from agent_portal.storage.store import LogEntry, RecoverySession, Store
+from agent_portal.storage.store import LogEntry, RecoverySession
+
+log = logging.getLogger(__name__)
 
 RECOVERY_PREFIX = "r|"
 # Every socket of a namespace is in this room, so namespace-wide broadcasts are room broadcasts too.
 ALL = "all"
 
-Emit = Callable[[LogEntry], Awaitable[None]]
-# Sends one broadcast once it is durable, given its offset.
-Deliver = Callable[[int], Awaitable[None]]
+# Sends one logged broadcast (with its offset) to this node's sockets.
+Deliver = Callable[[LogEntry], Awaitable[None]]
+Emit = Deliver
+# How long a publisher waits for its own node to receive a broadcast back from the cluster log
+# before it is told "sent" anyway (it is durable; the node catches up from the stream).
+CLUSTER_ECHO_TIMEOUT = 5.0
+# How long a recovering socket waits for this node to catch up with an offset another node sent it.
+CAUGHT_UP_TIMEOUT = 2.0
+
+
+class RecoveryStore(Protocol):
+    """Where the log and the sessions are kept: the database (`Store`), or Redis in a cluster."""
+
+    async def append_log(self, entries: list[LogEntry]) -> list[int]: ...
+    async def log_since(self, since: datetime) -> list[LogEntry]: ...
+    async def prune_log(self, before: datetime) -> int: ...
+    async def save_session(self, session: RecoverySession) -> None: ...
+    async def take_session(self, pid: str) -> RecoverySession | None: ...
+    async def end_sessions(self, at: datetime) -> None: ...
+    async def prune_sessions(self, before: datetime) -> int: ...
+
+
+class LogFeed(Protocol):
+    """A log that hands every appended entry, from any node, to `receive`, in offset order."""
+
+    def listen(self, receive: Deliver) -> None: ...
 
 
 def room_for(ctx: SocketContext, room: str) -> str:
@@ -40,23 +73,39 @@ def room_for(ctx: SocketContext, room: str) -> str:
 
 
 class RecoveryLog:
-    def __init__(self, store: Store, clock: SystemClock, window_seconds: float) -> None:
+    def __init__(
+        self,
+        store: RecoveryStore,
+        clock: SystemClock,
+        window_seconds: float,
+        feed: LogFeed | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self.window = timedelta(seconds=window_seconds)
         self._entries: deque[LogEntry] = deque()
         self._replaying: dict[str, set[str]] = {}
-        # The newest offset handed out: a new session starts after it.
+        # The newest offset delivered here: a new session starts after it.
         self.head = 0
-        # Submitted, not yet written; the task writing and delivering them, while there are any.
-        self._pending: list[tuple[LogEntry, Deliver, asyncio.Future[int]]] = []
+        # Sends a logged broadcast to this node's sockets (the publisher sets it).
+        self.deliver: Deliver = _nowhere
+        # Submitted, not yet written; the task writing them, while there are any.
+        self._pending: list[tuple[LogEntry, asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._feed = feed
+        # Cluster: publishers waiting for their own broadcast to come back, by offset.
+        self._echo: dict[int, asyncio.Future[int]] = {}
+        self._started = asyncio.Event()
+        self._moved = asyncio.Event()
+        if feed is not None:
+            feed.listen(self._received)
 
     async def start(self) -> None:
         now = self._clock.now()
         await self._store.end_sessions(now)
         self._entries.extend(await self._store.log_since(now - self.window))
         self.head = self._entries[-1].offset if self._entries else 0
+        self._started.set()
 
     def submit(
         self,
@@ -65,16 +114,16 @@ class RecoveryLog:
         skip: Iterable[str],
         event: str,
         data: Any,
-        deliver: Deliver,
+        encoded: str | None = None,
     ) -> asyncio.Future[int]:
-        """Logs one broadcast, then calls `deliver(offset)`; resolves to the offset once delivered.
+        """Logs one broadcast, then has it delivered; resolves to its offset once delivered here.
 
-        Broadcasts are delivered one at a time in the order they were submitted, which is also the
-        order of their offsets, so offsets reach every socket in increasing order.
+        Broadcasts are delivered one at a time in the order of their offsets, which on one node is
+        also the order they were submitted in, so offsets reach every socket in increasing order.
         """
-        entry = LogEntry(0, namespace, tuple(rooms), tuple(skip), event, data, self._clock.now())
+        entry = LogEntry(0, namespace, tuple(rooms), tuple(skip), event, data, self._clock.now(), encoded)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, deliver, done))
+        self._pending.append((entry, done))
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write())
         return done
@@ -84,19 +133,18 @@ class RecoveryLog:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    offsets = await self._store.append_log([entry for entry, _, _ in batch])
+                    offsets = await self._store.append_log([entry for entry, _ in batch])
                 except Exception as exc:  # the store failed: every publisher of the batch hears it
-                    for _, _, done in batch:
+                    for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
                     continue
-                for (entry, deliver, done), offset in zip(batch, offsets, strict=True):
-                    # Into the window (for replays) just before it goes out live, as one step: a
-                    # replay ending meanwhile has either sent it or is no longer held back from it.
-                    self._entries.append(LogEntry(offset, *_fields_after_offset(entry)))
-                    self.head = max(self.head, offset)
+                for (entry, done), offset in zip(batch, offsets, strict=True):
+                    if self._feed is not None:
+                        self._await_echo(offset, done)
+                        continue
                     try:
-                        await deliver(offset)
+                        await self._deliver(LogEntry(offset, *_fields_after_offset(entry)))
                     except Exception as exc:
                         if not done.done():
                             done.set_exception(exc)
@@ -105,6 +153,62 @@ class RecoveryLog:
                         done.set_result(offset)
         finally:
             self._writer = None
+
+    async def _deliver(self, entry: LogEntry) -> None:
+        # Into the window (for replays) just before it goes out live, as one step: a replay
+        # ending meanwhile has either sent it or is no longer held back from it.
+        self._entries.append(entry)
+        self.head = max(self.head, entry.offset)
+        self._moved.set()
+        await self.deliver(entry)
+
+    # --- cluster: entries come back from the shared log, every node's in one order -----------
+
+    def _await_echo(self, offset: int, done: asyncio.Future[int]) -> None:
+        if offset <= self.head:  # received back before the append call returned
+            if not done.done():
+                done.set_result(offset)
+            return
+        self._echo[offset] = done
+
+        def give_up() -> None:
+            if self._echo.pop(offset, None) is done and not done.done():
+                log.warning("broadcast not received back from the cluster log", extra={"offset": offset})
+                done.set_result(offset)
+
+        asyncio.get_running_loop().call_later(CLUSTER_ECHO_TIMEOUT, give_up)
+
+    async def _received(self, entry: LogEntry) -> None:
+        await self._started.wait()
+        if entry.offset <= self.head:
+            return  # loaded at start, or caught up already
+        if self.head and entry.offset > self.head + 1:
+            # Offsets are consecutive: some were published while this node's subscription was down.
+            missed = [
+                e
+                for e in await self._store.log_since(self._clock.now() - self.window)
+                if self.head < e.offset < entry.offset
+            ]
+            for earlier in missed:
+                await self._deliver_echo(earlier)
+        await self._deliver_echo(entry)
+
+    async def _deliver_echo(self, entry: LogEntry) -> None:
+        try:
+            await self._deliver(entry)
+        finally:
+            done = self._echo.pop(entry.offset, None)
+            if done is not None and not done.done():
+                done.set_result(entry.offset)
+
+    async def caught_up(self, offset: int) -> None:
+        """Waits (briefly) until this node has delivered `offset`: a client that got it from another
+        node must not be sent it again live after its replay here."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CAUGHT_UP_TIMEOUT):
+                while self.head < offset:
+                    self._moved.clear()
+                    await self._moved.wait()
 
     def replaying(self, namespace: str) -> list[str]:
         """Sockets that must not get live broadcasts yet: their missed ones are still being replayed."""
@@ -198,8 +302,22 @@ class RecoveryLog:
             project: frozenset(events) for project, events in session.state.get("subscriptions", [])
         }
         after = int(offset) if offset is not None else ctx.recovery_since
+        if self._feed is not None:
+            await self.caught_up(after)
         return session.sid, after, set(session.state.get("rooms", []))
 
 
 def _fields_after_offset(entry: LogEntry) -> tuple[Any, ...]:
-    return (entry.namespace, entry.rooms, entry.skip, entry.event, entry.data, entry.created_at)
+    return (
+        entry.namespace,
+        entry.rooms,
+        entry.skip,
+        entry.event,
+        entry.data,
+        entry.created_at,
+        entry.encoded,
+    )
+
+
+async def _nowhere(entry: LogEntry) -> None:
+    raise RuntimeError("RecoveryLog.deliver is not set")

@@ -276,6 +276,10 @@ class EmbeddedOrchestrator:
     # --- lifecycle: recovery after a restart, approval expiry ----------------------------------
 
     async def start(self) -> None:
+        """Takes over every embedded project from what is stored (after a restart, or from a cluster
+        node that held the orchestrator lease before): interrupted work is marked and run again."""
+        self._cache.clear()
+        self._deadlines.clear()
         for record in await self._store.list_projects():
             if record.external:
                 continue

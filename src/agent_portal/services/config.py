@@ -46,6 +46,13 @@ class ConfigService:
                 base = self._current[config_type].model_dump()
                 self._current[config_type] = model.model_validate(_merge(base, record.data))
 
+    async def reload(self) -> None:
+        """Reads every config again (another node of the cluster changed one) and applies it."""
+        await self.load()
+        for config_type, model in self._current.items():
+            for listener in self.listeners:
+                listener(config_type, model)
+
     @property
     def security(self) -> SecurityConfig:
         return cast(SecurityConfig, self._current["security"])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent_portal.auth.passwords import PasswordService
 from agent_portal.auth.tokens import TokenService
 from agent_portal.clock import SystemClock
-from agent_portal.gateway.limits import ConnectionTracker, RateLimiter
-from agent_portal.gateway.presence import Presence
+from agent_portal.cluster.node import ClusterNode
+from agent_portal.gateway.limits import ConnectionCounter, Limiter
+from agent_portal.gateway.presence import PresenceStore
 from agent_portal.gateway.publisher import Publisher
 from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.orchestrator.external import ExternalOrchestrators
@@ -28,13 +30,13 @@ class Services:
     store: Store
     tokens: TokenService
     passwords: PasswordService
-    limiter: RateLimiter
+    limiter: Limiter
     # Password guessing gets a much tighter budget than socket events.
-    login_limiter: RateLimiter
-    connections: ConnectionTracker
+    login_limiter: Limiter
+    connections: ConnectionCounter
     # Sessions not yet authenticated, per IP (a separate tracker: an IP is not a user name).
-    anonymous_connections: ConnectionTracker
-    presence: Presence
+    anonymous_connections: ConnectionCounter
+    presence: PresenceStore
     publisher: Publisher
     recovery: RecoveryLog
     audit: AuditService
@@ -43,3 +45,7 @@ class Services:
     router: OrchestratorRouter
     external: ExternalOrchestrators
     chat: ChatService
+    # Set when this server is one node of a cluster (`--redis-url`).
+    cluster: ClusterNode | None = None
+    # Whether this node runs the embedded orchestrator (always, alone; the lease holder, in a cluster).
+    runs_orchestrator: Callable[[], bool] = lambda: True

@@ -25,7 +25,10 @@ class SystemMetricsLoop:
         interval: Callable[[], float],
         counts: Callable[[], tuple[int, int, int]],
         disk_path: str,
+        publishes: Callable[[], bool] = lambda: True,
     ) -> None:
+        # In a cluster only the orchestrator's node publishes: one stream of metrics, not one per node.
+        self._publishes = publishes
         self._publisher = publisher
         self._metrics = metrics
         self._clock = clock
@@ -55,6 +58,8 @@ class SystemMetricsLoop:
         failing = False
         while True:
             await asyncio.sleep(self._interval())
+            if not self._publishes():
+                continue
             try:
                 await self._publisher.publish("system_metrics", self.sample())
                 failing = False

@@ -112,6 +112,8 @@ class LogEntry:
     event: str
     data: Any
     created_at: datetime
+    # `[event, data]` as JSON, when the publisher has it already (saves encoding it again).
+    encoded: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

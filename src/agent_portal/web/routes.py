@@ -55,7 +55,11 @@ class Web:
         return self.s.tokens.verify(token)
 
     async def healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        body: dict[str, Any] = {"status": "ok"}
+        if self.s.cluster is not None:
+            body["node"] = self.s.cluster.id
+            body["orchestrator"] = self.s.runs_orchestrator()
+        return JSONResponse(body)
 
     async def readyz(self, _request: Request) -> Response:
         checks: dict[str, str] = {}
@@ -64,6 +68,8 @@ class Web:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = type(exc).__name__
+        if self.s.cluster is not None:
+            checks["redis"] = "ok" if await self.s.cluster.ready() else "unreachable"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
@@ -74,7 +80,7 @@ class Web:
 
     async def login(self, request: Request) -> Response:
         ip = request.client.host if request.client else "?"
-        verdict = self.s.login_limiter.hit(ip)
+        verdict = await self.s.login_limiter.hit(ip)
         if not verdict.allowed:
             return _error(429, "rate_limited", "Rate limit exceeded", retry_after=verdict.retry_after_ms)
         try:

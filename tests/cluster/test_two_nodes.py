@@ -1,0 +1,254 @@
+"""Two nodes, one cluster (decisions §9), on the machine's PostgreSQL and Redis: real server
+processes, python-socketio clients on each node, and the official JS client through a load balancer.
+
+One story: events and presence cross nodes; commands sent to the node without the orchestrator run on
+the one with it; the orchestrator's node is killed (SIGKILL) while messages flow, the other node
+takes the lease within seconds, the JS client reconnects through the balancer to the survivor and
+recovers every message, in order, once; the dead node's users leave presence. Then the killed node
+comes back, the survivor stops with SIGTERM, and the lease moves at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+from proxy import FailoverProxy
+
+from agent_portal.auth.tokens import TokenService
+from support import Recorder, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+JS = ROOT / "tests" / "js"
+SECRET = "c" * 48
+
+
+def token(user: str, role: str = "member") -> str:
+    projects = ["*"] if role == "admin" else ["demo"]
+    return TokenService(SECRET).issue(user, role, projects, 3600).token  # type: ignore[arg-type]
+
+
+class Node:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def health(self) -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            return dict((await http.get(f"{self.url}/healthz", timeout=2)).json())
+
+
+@asynccontextmanager
+async def node_process(
+    tmp: Path, name: str, port: int, database_url: str, redis_url: str, cluster: str
+) -> AsyncIterator[Node]:
+    env = {**os.environ, "AGENT_PORTAL_SECRET": SECRET}
+    log = (tmp / f"{name}.log").open("ab")
+    # fmt: off
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent_portal", "serve", "--port", str(port),
+        "--data-dir", str(tmp / name), "--database-url", database_url,
+        "--redis-url", redis_url, "--cluster-name", cluster, "--text-logs",
+        env=env, stdout=log, stderr=log,
+    )
+    # fmt: on
+    node = Node(proc, port)
+    for _ in range(300):
+        try:
+            await node.health()
+            break
+        except httpx.TransportError:
+            if proc.returncode is not None:
+                pytest.fail(f"node {name} exited: {(tmp / f'{name}.log').read_text()[-2000:]}")
+            await asyncio.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"node {name} did not start")
+    try:
+        yield node
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
+
+
+async def client(url: str, namespace: str, user_token: str) -> Recorder:
+    sio = socketio.AsyncClient(reconnection=False)
+    recorder = Recorder(sio, namespace)
+    await sio.connect(
+        url, namespaces=[namespace], auth={"token": user_token}, transports=["websocket"], wait_timeout=5
+    )
+    return recorder
+
+
+async def wait_until(check: Any, timeout: float, what: str, every: float = 0.1) -> float:
+    """Polls an async check until it is true; returns how long it took."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)
+    return time.monotonic() - started
+
+
+class JsClient:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[dict[str, Any]] = []
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.lines.append(json.loads(line))
+
+    def phases(self, phase: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("phase") == phase]
+
+    async def report(self) -> list[dict[str, Any]]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"report\n")
+        await self.proc.stdin.drain()
+        await asyncio.wait_for(self.proc.wait(), 10)
+        await self._reader
+        return list(next(line for line in self.lines if "received" in line)["received"])
+
+
+async def say(chat: Recorder, text: str) -> dict[str, Any]:
+    before = len(chat.of("command_result"))
+    reply = await chat.call("send_message", {"content": text, "type": "command"}, timeout=15)
+    assert reply["ok"], reply
+    await chat.wait_for("command_result", lambda _r: len(chat.of("command_result")) > before, timeout=15)
+    return dict(chat.of("command_result")[before])
+
+
+async def test_two_nodes_share_events_presence_and_the_orchestrator(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    assert (JS / "node_modules" / "socket.io-client").exists(), "run scripts/bootstrap --node"
+    cluster = f"test-{uuid.uuid4().hex[:10]}"
+    ports = [free_port(), free_port()]
+
+    def start(name: str, port: int) -> Any:
+        return node_process(tmp_path, name, port, postgres_url, redis_url, cluster)
+
+    async with start("a", ports[0]) as a, start("b", ports[1]) as b:
+        assert (await a.health())["orchestrator"] is True, "the first node takes the lease"
+        assert (await b.health())["orchestrator"] is False
+
+        # Presence and events cross nodes.
+        alice = await client(a.url, "/portal", token("alice"))
+        bob = await client(b.url, "/portal", token("bob"))
+        await alice.call("join_project", {"project_name": "demo"})
+        joined = await bob.call("join_project", {"project_name": "demo"})
+        assert joined["data"]["active_users"] == 2, "alice (node a) and bob (node b)"
+        assert (await alice.wait_for("user_joined"))["user_id"] == "bob"
+
+        # A command given on node b runs on node a's orchestrator; its events reach both nodes.
+        chat_b = await client(b.url, "/chat/demo", token("bob"))
+        project_a = await client(a.url, "/project/demo", token("alice"))
+        project_b = await client(b.url, "/project/demo", token("bob"))
+        result = await say(chat_b, '/backlog add_story "Login form"')
+        assert result["success"] is True, result
+        await project_a.wait_for("backlog_updated", lambda u: u["change_type"] == "added")
+
+        # The official client, through the balancer (node a first, b as backup).
+        proxy = FailoverProxy(ports)
+        await proxy.start()
+        config = {"url": f"http://127.0.0.1:{proxy.port}", "token": token("carol"), "project": "demo"}
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            str(JS / "cluster.mjs"),
+            json.dumps(config),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=JS,
+        )
+        carol = JsClient(node)
+
+        async def carol_connected() -> bool:
+            return len(carol.phases("connected")) == 1
+
+        await wait_until(carol_connected, 10, "the JS client to connect")
+        assert proxy.accepted == [a.port]
+
+        # Messages flow from node b; node a is killed in the middle of the run.
+        sent: list[str] = []
+
+        async def send_run() -> None:
+            for n in range(40):
+                content = f"m{n:02d}"
+                reply = await chat_b.call("send_message", {"content": content, "type": "message"})
+                assert reply["ok"], reply
+                sent.append(content)
+                await asyncio.sleep(0.12)  # under the 10 events/s limit
+
+        run = asyncio.create_task(send_run())
+
+        async def some_sent() -> bool:
+            return len(sent) >= 12
+
+        await wait_until(some_sent, 10, "the run to start")
+        a.proc.send_signal(signal.SIGKILL)
+        await a.proc.wait()
+
+        async def b_leads() -> bool:
+            return bool((await b.health())["orchestrator"])
+
+        takeover = await wait_until(b_leads, 10, "node b to take the orchestrator lease")
+        await run
+
+        async def carol_back() -> bool:
+            return len(carol.phases("connected")) == 2
+
+        await wait_until(carol_back, 10, "the JS client to reconnect")
+        assert proxy.accepted[-1] == b.port
+        assert carol.phases("connected")[1]["recovered"] is True, "same session on the other node"
+        # Nothing more is in flight: every message of the run was acknowledged by node b.
+        await asyncio.sleep(0.5)
+        received = await carol.report()
+        contents = [r["content"] for r in received]
+        assert contents == sent == [f"m{n:02d}" for n in range(40)], "all, in order, once"
+        offsets = [int(r["offset"]) for r in received]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+
+        # The new holder serves commands (from the database: the story added before is there).
+        result = await say(chat_b, '/backlog add_story "Logout button"')
+        assert result["success"] is True, result
+        snapshot = (await project_b.call("get_snapshot"))["data"]
+        assert {s["title"] for s in snapshot["backlog"]} >= {"Login form", "Logout button"}
+
+        # Alice's socket was on the dead node: she leaves the presence once its heartbeat lapses.
+        async def alice_gone() -> bool:
+            data = (await project_b.call("get_snapshot"))["data"]
+            return bool(data["active_users"] == ["bob"])
+
+        # (polled slowly: bob's requests count against his 10 events/s)
+        await wait_until(alice_gone, 15, "alice to leave the presence", every=0.5)
+
+        # Node a comes back; node b stops gracefully (SIGTERM) and hands the lease over at once.
+        async with start("a2", ports[0]) as a2:
+            assert (await a2.health())["orchestrator"] is False
+            b.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(b.proc.wait(), 15)
+
+            async def a2_leads() -> bool:
+                return bool((await a2.health())["orchestrator"])
+
+            handover = await wait_until(a2_leads, 10, "node a2 to take the lease")
+            assert handover < 2.0, f"a graceful stop releases the lease ({handover:.1f} s)"
+        await proxy.stop()
+    print(f"takeover after SIGKILL: {takeover:.1f} s; handover after SIGTERM: {handover:.1f} s")
