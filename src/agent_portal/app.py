@@ -22,8 +22,9 @@ from agent_portal.clock import SystemClock
 from agent_portal.cluster.limits import RedisConnectionCounter, RedisRateLimiter
 from agent_portal.cluster.log import RedisRecoveryLog
 from agent_portal.cluster.node import ClusterNode
-from agent_portal.cluster.orchestrator import ClusterOrchestrator
+from agent_portal.cluster.orchestrator import ClusterExternal, ClusterOrchestrator
 from agent_portal.cluster.presence import RedisPresence
+from agent_portal.cluster.rpc import NodeRpc
 from agent_portal.domain.models import AgentType, AgentWork
 from agent_portal.gateway.base import Gateway, NamespaceModule
 from agent_portal.gateway.limits import ConnectionCounter, ConnectionTracker, Limiter, RateLimiter
@@ -39,6 +40,7 @@ from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.gateway.server import asgi_app, build_socket_server
 from agent_portal.orchestrator.embedded import EmbeddedOrchestrator
 from agent_portal.orchestrator.external import ExternalOrchestrators
+from agent_portal.orchestrator.port import ProjectOrchestrator
 from agent_portal.orchestrator.router import OrchestratorRouter
 from agent_portal.protocol.common import WireModel
 from agent_portal.protocol.config import SecurityConfig, SystemConfig
@@ -137,8 +139,16 @@ async def create_app(settings: Settings, store: Store | None = None) -> PortalAp
         _agent_picker(config, settings.demo_step_delay, runner),
         runner,
     )
-    lease = ClusterOrchestrator(node, embedded) if node is not None else None
-    router = OrchestratorRouter(store, external, embedded=lease or embedded)
+    lease: ClusterOrchestrator | None = None
+    if node is not None:
+        rpc = NodeRpc(node)
+        lease = ClusterOrchestrator(node, rpc, embedded)
+        routed_external: ProjectOrchestrator = ClusterExternal(node, rpc, external)
+        # Every node folds every broadcast into the external projects' projections.
+        cluster_log.observers.append(lambda _node, entry: external.observe(entry.event, entry.data))
+    else:
+        routed_external = external
+    router = OrchestratorRouter(store, routed_external, embedded=lease or embedded)
     services = Services(
         settings=settings,
         clock=clock,

@@ -252,3 +252,78 @@ async def test_two_nodes_share_events_presence_and_the_orchestrator(
             assert handover < 2.0, f"a graceful stop releases the lease ({handover:.1f} s)"
         await proxy.stop()
     print(f"takeover after SIGKILL: {takeover:.1f} s; handover after SIGTERM: {handover:.1f} s")
+
+
+async def test_external_orchestrators_are_reached_from_any_node(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    cluster = f"test-{uuid.uuid4().hex[:10]}"
+    ports = [free_port(), free_port()]
+
+    def start(name: str, port: int) -> Any:
+        return node_process(tmp_path, name, port, postgres_url, redis_url, cluster)
+
+    async with start("a", ports[0]) as a, start("b", ports[1]) as b:
+        env = {**os.environ, "AGENT_PORTAL_SECRET": SECRET}
+        # fmt: off
+        added = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent_portal", "project", "add", "ext", "--external",
+            "--database-url", postgres_url, "--data-dir", str(tmp_path / "cli"), env=env,
+        )
+        # fmt: on
+        assert await added.wait() == 0
+
+        # The external orchestrator is connected to node a and answers commands there.
+        bot = socketio.AsyncClient(reconnection=False)
+        commands: list[dict[str, Any]] = []
+
+        @bot.on("command", namespace="/orchestrator")  # type: ignore[misc]
+        async def on_command(request: dict[str, Any]) -> dict[str, Any]:
+            commands.append(request)
+            return {"success": True, "result": {"message": f"ran {request['command']} on node a"}}
+
+        bot_token = TokenService(SECRET).issue("bot", "orchestrator", ["ext"], 3600).token
+        await bot.connect(
+            a.url, namespaces=["/orchestrator"], auth={"token": bot_token}, transports=["websocket"]
+        )
+
+        # A user on node b gives a command: it is answered by the orchestrator on node a.
+        user = TokenService(SECRET).issue("dana", "member", ["ext"], 3600).token
+        chat_b = await client(b.url, "/chat/ext", user)
+        result = await say(chat_b, "/sprint status")
+        assert result["success"] is True and "on node a" in str(result), result
+        assert [c["command"] for c in commands] == ["/sprint status"]
+        assert commands[0]["user_id"] == "dana"
+
+        # What the orchestrator publishes on node a is in node b's snapshot too.
+        published = await bot.call(
+            "publish",
+            {
+                "event": "state_change",
+                "data": {
+                    "project_name": "ext",
+                    "old_state": "IDLE",
+                    "new_state": "BACKLOG_READY",
+                    "timestamp": "2026-11-26T00:00:00Z",
+                    "triggered_by": "bot",
+                },
+            },
+            namespace="/orchestrator",
+        )
+        assert published["ok"], published
+        project_b = await client(b.url, "/project/ext", user)
+
+        async def projected() -> bool:
+            snapshot = (await project_b.call("get_snapshot"))["data"]
+            return bool(snapshot["current_state"] == "BACKLOG_READY")
+
+        await wait_until(projected, 5, "node b's projection of the external project", every=0.3)
+
+        # Once the orchestrator is gone, node b says so instead of waiting.
+        await bot.disconnect()
+        await asyncio.sleep(0.3)
+        reply = await chat_b.call("send_message", {"content": "/sprint status", "type": "command"})
+        result = await chat_b.wait_for(
+            "command_result", lambda r: r is not None and not r["success"], timeout=10
+        )
+        assert reply["ok"] and "No orchestrator" in result["error"], result

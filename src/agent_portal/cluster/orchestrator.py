@@ -7,16 +7,16 @@ every project from the database, as after a restart (interrupted work is marked 
 node that cannot renew in time stops its orchestrator before anyone else can take over. The
 aggregate's optimistic versioning (`VersionConflict`) guards the store even then.
 
-Commands reach the holder as requests on its node channel; replies come back on the caller's.
+Commands reach the holder as requests on its node channel (`cluster/rpc.py`). External
+orchestrators are routed the same way, to the node they are connected to (`ClusterExternal`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -24,15 +24,16 @@ from redis.exceptions import RedisError
 
 from agent_portal.auth.policy import Principal, principal_for
 from agent_portal.cluster.node import ClusterNode
-from agent_portal.errors import PortalError, UnavailableError
+from agent_portal.cluster.rpc import NodeGone, NodeRpc
+from agent_portal.errors import UnavailableError
 from agent_portal.orchestrator.embedded import EmbeddedOrchestrator
+from agent_portal.orchestrator.external import ExternalOrchestrators
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL = 4.0
-# How long a command waits for a holder (during a takeover) and then for its reply.
+# How long a command waits for a holder during a takeover.
 FIND_HOLDER_TIMEOUT = LEASE_TTL + 2.0
-CALL_TIMEOUT = 30.0
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -59,6 +60,7 @@ class ClusterOrchestrator:
     def __init__(
         self,
         node: ClusterNode,
+        rpc: NodeRpc,
         embedded: EmbeddedOrchestrator,
         lease_ttl: float = LEASE_TTL,
     ) -> None:
@@ -71,11 +73,11 @@ class ClusterOrchestrator:
         self.holds = False
         self._renewed_at = 0.0
         self._expiry: asyncio.Task[None] | None = None
-        self._calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._serving: set[asyncio.Task[None]] = set()
         # Called with True when this node takes the lease, False when it gives it up.
         self.listeners: list[Callable[[bool], None]] = []
-        node.on(node.channel, self._message)
+        self._rpc = rpc
+        for method in ("run_command", "resolve_approval", "snapshot", "current_state"):
+            rpc.handle(f"orchestrator.{method}", functools.partial(self._serve, method))
 
     # --- the lease --------------------------------------------------------------------------
 
@@ -128,8 +130,6 @@ class ClusterOrchestrator:
         """On shutdown: stop the local work, then free the lease so another node takes it at once."""
         held = self.holds
         await self._stop_local()
-        for task in list(self._serving):
-            task.cancel()
         if held:
             with contextlib.suppress(RedisError, OSError):
                 await self._release(keys=[self._key], args=[self._node.id])
@@ -143,16 +143,12 @@ class ClusterOrchestrator:
     async def run_command(
         self, project: str, command: str, args: dict[str, Any], user: Principal
     ) -> dict[str, Any]:
-        if self.holds:
-            return await self.embedded.run_command(project, command, args, user)
         request = {"project": project, "command": command, "args": args, "user": _principal(user)}
         return dict(await self._call("run_command", request))
 
     async def resolve_approval(
         self, project: str, request_id: str, approved: bool, user: Principal, comment: str | None
     ) -> dict[str, Any]:
-        if self.holds:
-            return await self.embedded.resolve_approval(project, request_id, approved, user, comment)
         request = {
             "project": project,
             "request_id": request_id,
@@ -163,114 +159,117 @@ class ClusterOrchestrator:
         return dict(await self._call("resolve_approval", request))
 
     async def snapshot(self, project: str) -> dict[str, Any]:
-        if self.holds:
-            return await self.embedded.snapshot(project)
         return dict(await self._call("snapshot", {"project": project}))
 
     async def current_state(self, project: str) -> str:
-        if self.holds:
-            return await self.embedded.current_state(project)
-        return str((await self._call("current_state", {"project": project}))["state"])
+        return str(await self._call("current_state", {"project": project}))
 
     def active_tasks(self) -> int:
         return self.embedded.active_tasks() if self.holds else 0
 
-    # --- requests between nodes -------------------------------------------------------------
+    # --- requests go to the holder ----------------------------------------------------------
 
     async def _call(self, method: str, request: dict[str, Any]) -> Any:
-        """Runs a request on the lease holder; its result, or its PortalError raised here."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FIND_HOLDER_TIMEOUT
-        call_id = secrets.token_hex(8)
-        message = json.dumps(
-            {"kind": "request", "id": call_id, "from": self._node.id, "method": method, **request}
-        )
         while True:
+            if self.holds:
+                return await self._serve(method, request)
             holder = await self.holder()
-            if holder == self._node.id and self.holds:
-                return await self._serve(method, json.loads(message))
             if holder is not None and holder != self._node.id:
-                reply: asyncio.Future[dict[str, Any]] = loop.create_future()
-                self._calls[call_id] = reply
-                try:
-                    if await self._node.redis.publish(self._node.key("to", holder), message):
-                        try:
-                            answer = await asyncio.wait_for(reply, CALL_TIMEOUT)
-                        except TimeoutError:
-                            raise _unavailable() from None
-                        return _unwrap(answer)
-                finally:
-                    self._calls.pop(call_id, None)
+                with contextlib.suppress(NodeGone):
+                    return await self._rpc.call(holder, f"orchestrator.{method}", request)
             # No holder, or it is gone: a takeover is under way. Wait for the new holder.
             if loop.time() > deadline:
                 raise _unavailable()
             await asyncio.sleep(0.2)
 
-    async def _message(self, raw: bytes) -> None:
-        message = json.loads(raw)
-        if message.get("kind") == "reply":
-            waiting = self._calls.get(message["id"])
-            if waiting is not None and not waiting.done():
-                waiting.set_result(message)
-            return
-        if message.get("kind") == "request":
-            # Served in a task: the subscription must go on delivering broadcasts meanwhile.
-            task = asyncio.create_task(self._answer(message))
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
-
-    async def _answer(self, request: dict[str, Any]) -> None:
-        try:
-            reply = {
-                "kind": "reply",
-                "id": request["id"],
-                "result": await self._serve(request["method"], request),
-            }
-        except PortalError as exc:
-            reply = {
-                "kind": "reply",
-                "id": request["id"],
-                "error": {"message": exc.message, "code": exc.code, "type": exc.type, "details": exc.details},
-            }
-        except Exception:
-            log.exception("orchestrator request failed", extra={"method": request.get("method")})
-            reply = {
-                "kind": "reply",
-                "id": request["id"],
-                "error": {"message": "Internal server error", "code": "internal", "type": "server"},
-            }
-        with contextlib.suppress(RedisError, OSError):
-            await self._node.redis.publish(self._node.key("to", request["from"]), json.dumps(reply))
-
     async def _serve(self, method: str, request: dict[str, Any]) -> Any:
         if not self.holds:
             raise _unavailable()
         project = request["project"]
-        result: Any
         if method == "run_command":
             user = _principal_from(request["user"])
-            result = await self.embedded.run_command(project, request["command"], request["args"], user)
-        elif method == "resolve_approval":
+            return await self.embedded.run_command(project, request["command"], request["args"], user)
+        if method == "resolve_approval":
             user = _principal_from(request["user"])
-            result = await self.embedded.resolve_approval(
+            return await self.embedded.resolve_approval(
                 project, request["request_id"], request["approved"], user, request["comment"]
             )
-        elif method == "snapshot":
-            result = await self.embedded.snapshot(project)
-        elif method == "current_state":
-            result = {"state": await self.embedded.current_state(project)}
-        else:
-            raise PortalError(f"Unknown orchestrator request {method}")
-        return result
+        if method == "snapshot":
+            return await self.embedded.snapshot(project)
+        return await self.embedded.current_state(project)
 
 
-def _unwrap(reply: dict[str, Any]) -> Any:
-    error = reply.get("error")
-    if error is None:
-        return reply["result"]
-    exc = PortalError(error["message"], code=error["code"], details=error.get("details"))
-    exc.type = error["type"]
-    raise exc
+# KEYS: the registry hash. ARGV: node, then the projects this node's orchestrator sockets serve.
+_REGISTER = """
+for _, project in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if redis.call('HGET', KEYS[1], project) == ARGV[1] then redis.call('HDEL', KEYS[1], project) end
+end
+for i = 2, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) end
+return #ARGV - 1
+"""
+
+
+class ClusterExternal:
+    """External orchestrators in a cluster: a command goes to the node its orchestrator is connected
+    to (a registry in Redis, project -> node); snapshots are answered here, because every node folds
+    every broadcast into its projections (`ExternalOrchestrators.observe`)."""
+
+    def __init__(self, node: ClusterNode, rpc: NodeRpc, local: ExternalOrchestrators) -> None:
+        self._node = node
+        self._rpc = rpc
+        self.local = local
+        self._key = node.key("external")
+        self._register = node.redis.register_script(_REGISTER)
+        self._pending: set[asyncio.Task[None]] = set()
+        local.listeners.append(self._changed)
+        rpc.handle("external.run_command", self._serve_command)
+
+    def _changed(self) -> None:
+        task = asyncio.ensure_future(self.publish_registry())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def publish_registry(self) -> None:
+        served = self.local.served_projects()
+        await self._register(keys=[self._key], args=[self._node.id, *sorted(served)])
+
+    async def _where(self, project: str) -> str | None:
+        for value in await self._node.redis.hmget(self._key, [project, "*"]):
+            node = value.decode() if isinstance(value, bytes) else value
+            if node is not None and await self._node.redis.exists(self._node.key("node", node)):
+                return str(node)
+        return None
+
+    async def run_command(
+        self, project: str, command: str, args: dict[str, Any], user: Principal
+    ) -> dict[str, Any]:
+        if not self.local.has_orchestrator(project):
+            target = await self._where(project)
+            if target is not None and target != self._node.id:
+                request = {"project": project, "command": command, "args": args, "user": _principal(user)}
+                with contextlib.suppress(NodeGone):
+                    return dict(await self._rpc.call(target, "external.run_command", request))
+        return await self.local.run_command(project, command, args, user)
+
+    async def _serve_command(self, request: dict[str, Any]) -> Any:
+        user = _principal_from(request["user"])
+        return await self.local.run_command(request["project"], request["command"], request["args"], user)
+
+    async def resolve_approval(
+        self, project: str, request_id: str, approved: bool, user: Principal, comment: str | None
+    ) -> dict[str, Any]:
+        args: dict[str, Any] = {"request_id": request_id, "approved": approved}
+        if comment:
+            args["comment"] = comment
+        return await self.run_command(project, "/approve" if approved else "/reject", args, user)
+
+    async def snapshot(self, project: str) -> dict[str, Any]:
+        return await self.local.snapshot(project)
+
+    async def current_state(self, project: str) -> str:
+        return await self.local.current_state(project)
 
 
 def _principal(user: Principal) -> dict[str, Any]:

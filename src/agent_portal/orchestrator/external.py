@@ -5,6 +5,7 @@ of the events they publish."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +33,30 @@ class ExternalOrchestrators:
         self._sio = sio
         self._serving: dict[str, list[str]] = {}  # project -> orchestrator sids, newest last
         self.projections: dict[str, ProjectProjection] = {}
+        # Told when the set of served projects changes (a cluster publishes where they are).
+        self.listeners: list[Callable[[], None]] = []
 
     def register(self, sid: str, projects: list[str]) -> None:
         for project in projects:
             self._serving.setdefault(project, []).append(sid)
+        self._changed()
 
     def unregister(self, sid: str) -> None:
         for sids in self._serving.values():
             if sid in sids:
                 sids.remove(sid)
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def served_projects(self) -> set[str]:
+        """Projects (or "*") an orchestrator connected here serves."""
+        return {project for project, sids in self._serving.items() if sids}
+
+    def has_orchestrator(self, project: str) -> bool:
+        return bool(self._serving.get(project) or self._serving.get("*"))
 
     def serves(self, project: str, sid: str) -> bool:
         return sid in self._serving.get(project, []) or sid in self._serving.get("*", [])

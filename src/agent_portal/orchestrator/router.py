@@ -6,14 +6,13 @@ from typing import Any
 
 from agent_portal.auth.policy import Principal
 from agent_portal.errors import ProjectNotFoundError, UnavailableError
-from agent_portal.orchestrator.external import ExternalOrchestrators
 from agent_portal.orchestrator.port import ProjectOrchestrator
 from agent_portal.storage.store import Store
 
 
 class OrchestratorRouter:
     def __init__(
-        self, store: Store, external: ExternalOrchestrators, embedded: ProjectOrchestrator | None
+        self, store: Store, external: ProjectOrchestrator, embedded: ProjectOrchestrator | None
     ) -> None:
         self._store = store
         self.external = external
