@@ -327,3 +327,40 @@ async def test_external_orchestrators_are_reached_from_any_node(
             "command_result", lambda r: r is not None and not r["success"], timeout=10
         )
         assert reply["ok"] and "No orchestrator" in result["error"], result
+
+
+async def test_limits_and_connection_caps_are_cluster_wide(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    cluster = f"test-{uuid.uuid4().hex[:10]}"
+    ports = [free_port(), free_port()]
+
+    def start(name: str, port: int) -> Any:
+        return node_process(tmp_path, name, port, postgres_url, redis_url, cluster)
+
+    async with start("a", ports[0]) as a, start("b", ports[1]) as b:
+        erin = token("erin")
+        # Five sessions, three on one node and two on the other: the sixth is refused on either.
+        sessions = [await client(node.url, "/portal", erin) for node in (a, a, a, b, b)]
+        for node in (a, b):
+            refused = socketio.AsyncClient(reconnection=False)
+            errors: list[Any] = []
+            refused.on("connect_error", errors.append, namespace="/portal")
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await refused.connect(
+                    node.url, namespaces=["/portal"], auth={"token": erin}, transports=["websocket"]
+                )
+            await refused.disconnect()
+            assert errors[0]["data"]["code"] == "too_many_connections", errors
+        await sessions[0].close()
+        sessions[0] = await client(b.url, "/portal", erin)  # a freed slot is free on every node
+        a_one = sessions[1]
+
+        # Ten events a second in all: spread over both nodes, the eleventh is refused.
+        leave = {"project_name": "demo"}  # a harmless event (erin joined nothing)
+        replies = await asyncio.gather(
+            *(s.call("leave_project", leave) for s in [*sessions, *sessions, a_one])
+        )
+        refusals = [r for r in replies if not r["ok"]]
+        assert len(replies) == 11 and len(refusals) == 1, replies
+        assert refusals[0]["error"]["code"] == "rate_limited"
