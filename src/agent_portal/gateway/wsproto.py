@@ -20,6 +20,7 @@ import logging
 import socket
 import struct
 from asyncio.transports import BaseTransport
+from collections import deque
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
@@ -53,6 +54,66 @@ def binary_frame(data: bytes) -> bytes:
     return _frame(_FIN_BINARY, data)
 
 
+class _Inbox:
+    """What uvicorn's protocol uses of its `asyncio.Queue` (put_nowait, get, empty), without the
+    queue's other three deques and its Event: ~2.5 KB less per idle connection. One reader only:
+    the ASGI app's receive loop."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+
+class _Flag:
+    """uvicorn's `writable` (set, clear, wait) without an `asyncio.Event`'s waiter deque."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters = None
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters = [*(self._waiters or ()), waiter]
+        await waiter
+
+
 class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
     """`WebSocketsSansIOProtocol` plus `write_frame` / `close_now` for the Engine.IO transport."""
 
@@ -64,6 +125,8 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
         # No permessage-deflate: a compressed frame differs per connection (see the module doc).
         self.conn = ServerProtocol(
             extensions=[], max_size=self.config.ws_max_size, logger=logging.getLogger("uvicorn.error")

@@ -70,12 +70,33 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     last_ping: float | None
 
     def __init__(self, server: Any, sid: str) -> None:
+        self._queue: Any = None
+        self._made = False
         super().__init__(server, sid)
+        self._made = True
         self.writer: FrameWriter | None = None  # set while the session is on our WebSocket
         self._offered: FrameWriter | None = None
         self._queued_bytes = 0
         self._close_reason: str | None = None
         self._closing_task: asyncio.Task[None] | None = None
+
+    # The library gives every session a send queue (an asyncio.Queue: four deques and an Event,
+    # ~3 KB) that a session writing straight to its WebSocket no longer uses once it has switched
+    # (`_switch_to`): it is made on first use and dropped at the switch.
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            self._queue = self.server.create_queue()
+        return self._queue
+
+    @queue.setter
+    def queue(self, value: Any) -> None:
+        # BaseSocket.__init__ assigns a fresh queue; dropping that one keeps the session without.
+        if self._made:
+            self._queue = value
+
+    def _has_queued(self) -> bool:
+        return self._queue is not None and not self._queue.empty()
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -214,13 +235,14 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     def _switch_to(self, writer: FrameWriter) -> None:
         # What was queued before the switch goes first; no await until `writer` is set, so
         # nothing can be sent in between.
-        while not self.queue.empty():
+        while self._has_queued():
             pkt = self.queue.get_nowait()
             self.queue.task_done()
             # a noop only ends a long-polling cycle; None was the library writer's stop sentinel
             if pkt is not None and pkt.packet_type != eio_packet.NOOP:
                 self.write_frame(writer, frame_of(pkt))
         self._queued_bytes = 0
+        self._queue = None  # not used again (see `queue`): the open packet went through it
         self.writer = writer
 
     @staticmethod
