@@ -31,6 +31,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "/chat/demo"
 SECRET_ENV = "AGENT_PORTAL_SECRET"
@@ -152,12 +154,19 @@ class ClientState:
     recovered: int = 0
     not_recovered: int = 0
     drops: int = 0
+    # The recovery log's order is the offsets' (the server may append concurrent sends out of seq order).
     out_of_order: int = 0
+    seq_inversions: int = 0
+    last_offset: int = 0
     last_seq: int = 0
     max_seq: int = 0
+    session_start: float = 0.0  # when the current CONNECT was sent (monotonic)
     # One [max seq before, first seq after] per reconnect that was not recovered: what fell in between was
     # missed with the session, not lost by the server.
     gaps: list[list[int]] = field(default_factory=list)
+    # Per connect: [CONNECT sent (monotonic), recovered (1/0, -1 for the first), offset asked for, max seq
+    # before, first seq after, receipts in the session]; read only for clients that lost something.
+    sessions: list[list[Any]] = field(default_factory=list)
 
 
 class Worker:
@@ -165,7 +174,8 @@ class Worker:
         self.port = port
         self.tokens = tokens
         self.states = [ClientState() for _ in tokens]
-        self.latency: Counter[int] = Counter()
+        self.latency_live: Counter[int] = Counter()
+        self.latency_replayed: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.receipts = 0
         self.stopping = False
@@ -182,6 +192,7 @@ class Worker:
                 auth["pid"] = pid
                 if offset is not None:
                     auth["offset"] = offset
+            began = time.monotonic()
             try:
                 if state.connects == 0:
                     async with self.first_connects:
@@ -197,12 +208,16 @@ class Worker:
                 await backoff()
                 continue
             new_pid = str(reply.get("pid"))
+            recovered = -1
             if state.connects > 0:
-                if new_pid == pid:
+                recovered = int(new_pid == pid)
+                if recovered:
                     state.recovered += 1
                 else:
                     state.not_recovered += 1
                     state.gaps.append([state.max_seq, 0])
+            state.sessions.append([began, recovered, offset if pid else None, state.max_seq, 0, 0])
+            state.session_start = began
             state.connects += 1
             state.connected = True
             pid = new_pid
@@ -231,7 +246,9 @@ class Worker:
         if len(parts) != 3 or parts[0] != "soak":
             return None
         seq, sent = int(parts[1]), float(parts[2])
-        self.latency[latency_bucket((time.monotonic() - sent) * 1000)] += 1
+        ms = (time.monotonic() - sent) * 1000
+        # Sent before this session's CONNECT: it can only have come by replay.
+        (self.latency_replayed if sent < state.session_start else self.latency_live)[latency_bucket(ms)] += 1
         self.receipts += 1
         counts = state.counts
         if seq >= len(counts):
@@ -239,13 +256,24 @@ class Worker:
         if counts[seq] < 255:
             counts[seq] += 1
         if seq < state.last_seq:
-            state.out_of_order += 1
+            state.seq_inversions += 1
         state.last_seq = seq
         state.max_seq = max(state.max_seq, seq)
         if state.gaps and state.gaps[-1][1] == 0:
             state.gaps[-1][1] = seq
+        session = state.sessions[-1]
+        if session[4] == 0:
+            session[4] = seq
+        session[5] += 1
         offset = args[-1] if len(args) >= 3 else None
-        return offset if isinstance(offset, str) else None
+        if not isinstance(offset, str):
+            return None
+        with contextlib.suppress(ValueError):
+            number = int(offset)
+            if number <= state.last_offset:
+                state.out_of_order += 1
+            state.last_offset = max(state.last_offset, number)
+        return offset
 
     def status(self) -> dict[str, int]:
         return {
@@ -263,12 +291,14 @@ class Worker:
                     "not_recovered": s.not_recovered,
                     "drops": s.drops,
                     "out_of_order": s.out_of_order,
+                    "seq_inversions": s.seq_inversions,
                     "gaps": s.gaps,
-                    "connected": s.connected,
+                    "sessions": s.sessions,
                 }
                 for s in self.states
             ],
-            "latency": dict(self.latency),
+            "latency_live": dict(self.latency_live),
+            "latency_replayed": dict(self.latency_replayed),
             "errors": dict(self.errors),
         }
 
@@ -286,7 +316,14 @@ async def worker_loop(conn: Connection, port: int, tokens: list[str]) -> None:
     tasks = [asyncio.create_task(worker.client(i)) for i in range(len(tokens))]
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
-    loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+    fd = conn.fileno()
+
+    def readable() -> None:
+        # The loop made the pipe non-blocking; a pickled message must be read (and written) whole.
+        os.set_blocking(fd, True)
+        commands.put_nowait(conn.recv())
+
+    loop.add_reader(fd, readable)
     while True:
         command = await commands.get()
         if command == "status":
@@ -296,6 +333,8 @@ async def worker_loop(conn: Connection, port: int, tokens: list[str]) -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            loop.remove_reader(fd)
+            os.set_blocking(fd, True)
             conn.send(worker.result())
             return
 
@@ -308,15 +347,18 @@ class WorkerHandle:
         child.close()
 
     async def ask(self, command: str, within_s: float = 60.0) -> Any:
+        fd = self.conn.fileno()
+        os.set_blocking(fd, True)
         self.conn.send(command)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
-        fd = self.conn.fileno()
         loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
             await asyncio.wait_for(ready, within_s)
         finally:
             loop.remove_reader(fd)
+        # The loop made the pipe non-blocking; the reply (megabytes at the end) must be read whole.
+        os.set_blocking(fd, True)
         return self.conn.recv()
 
 
@@ -739,6 +781,7 @@ def analyse(
     duration: float,
     balancer: Balancer,
     nodes: list[Node],
+    started: float,
 ) -> dict[str, Any]:
     acked = sorted(stats.acked)
     unacked = set(stats.unacked)
@@ -746,7 +789,8 @@ def analyse(
     lost = missed_unrecovered = missed_in_gaps = dup = delivered = delivered_unacked = 0
     lost_by_seq: Counter[int] = Counter()
     affected_clients = lost_clients = 0
-    for c in clients:
+    examples: list[dict[str, Any]] = []
+    for index, c in enumerate(clients):
         counts: bytes = c["counts"]
         have = [seq for seq in acked if seq < len(counts) and counts[seq] > 0]
         delivered += len(have)
@@ -764,16 +808,34 @@ def analyse(
             lost_clients += 1
             lost += len(missing)
             lost_by_seq.update(missing)
-    latency: Counter[int] = Counter()
+        if len(examples) < 5:
+            sessions = [
+                {
+                    "connect_sent_at_s": round(t - started, 2),
+                    "recovered": {1: True, 0: False}.get(rec),
+                    "offset_asked": off,
+                    "max_seq_before": before,
+                    "first_seq_after": first,
+                    "receipts": got,
+                }
+                for t, rec, off, before, first, got in c["sessions"]
+            ]
+            examples.append({"client": index, "missing": seq_ranges(missing), "sessions": sessions})
+    live: Counter[int] = Counter()
+    replayed: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     for r in results:
-        latency.update({int(k): v for k, v in r["latency"].items()})
+        live.update({int(k): v for k, v in r["latency_live"].items()})
+        replayed.update({int(k): v for k, v in r["latency_replayed"].items()})
         errors.update(r["errors"])
     n = len(clients)
-    p50, p99 = percentile(latency, 0.50), percentile(latency, 0.99)
-    worst = [
-        {"seq": seq, "clients": count, "published_at_s": round(stats.acked[seq], 1)}
-        for seq, count in lost_by_seq.most_common(10)
+    lost_ranges = [
+        {
+            "seqs": f"{lo}-{hi}",
+            "published_at_s": f"{stats.acked[lo]:.1f}-{stats.acked[hi]:.1f}",
+            "clients_max": max(lost_by_seq[q] for q in range(lo, hi + 1) if q in lost_by_seq),
+        }
+        for lo, hi in seq_ranges(sorted(lost_by_seq))
     ]
     return {
         "clients": n,
@@ -801,22 +863,39 @@ def analyse(
         "duplicated": dup,
         "delivered_unacked": delivered_unacked,
         "out_of_order": sum(c["out_of_order"] for c in clients),
+        "seq_inversions": sum(c["seq_inversions"] for c in clients),
         "reconnects": sum(c["recovered"] + c["not_recovered"] for c in clients),
         "recovered": sum(c["recovered"] for c in clients),
         "not_recovered": sum(c["not_recovered"] for c in clients),
         "clients_not_recovered": sum(1 for c in clients if c["not_recovered"]),
-        "connected_at_end": sum(1 for c in clients if c["connected"]),
-        "latency_p50_ms": p50,
-        "latency_p99_ms": p99,
-        "latency_max_ms": float(max(latency)) if latency else None,
+        "drops": sum(c["drops"] for c in clients),
+        "live_receipts": sum(live.values()),
+        "replayed_receipts": sum(replayed.values()),
+        "latency_p50_ms": percentile(live, 0.5),
+        "latency_p99_ms": percentile(live, 0.99),
+        "latency_max_ms": float(max(live)) if live else None,
+        "replay_latency_p50_ms": percentile(replayed, 0.5),
+        "replay_latency_p99_ms": percentile(replayed, 0.99),
         "ack_p50_ms": percentile(stats.ack_ms, 0.5),
         "ack_p99_ms": percentile(stats.ack_ms, 0.99),
         "balancer_accepted": {str(k): v for k, v in balancer.accepted.items()},
         "balancer_refused": balancer.refused,
         "client_errors": dict(errors.most_common()),
-        "most_lost_seqs": worst,
+        "lost_ranges": lost_ranges,
+        "clients_with_missing_examples": examples,
         "restart_log": [r.__dict__ for r in restarts],
     }
+
+
+def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """[1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]"""
+    ranges: list[tuple[int, int]] = []
+    for seq in seqs:
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
 
 
 TABLE_ROWS = [
@@ -837,14 +916,18 @@ TABLE_ROWS = [
     ("  of which between drop and new session", "missed_not_recovered_in_gap"),
     ("duplicated receipts", "duplicated"),
     ("receipts of unacked sends", "delivered_unacked"),
-    ("out-of-order receipts", "out_of_order"),
+    ("out-of-order receipts (by offset)", "out_of_order"),
+    ("connection drops", "drops"),
     ("reconnects", "reconnects"),
     ("  recovered", "recovered"),
     ("  not recovered", "not_recovered"),
     ("  clients with a non-recovered reconnect", "clients_not_recovered"),
     ("clients connected at the end", "connected_at_end"),
-    ("publish→receipt p50 / p99 / max (ms)", None),
+    ("live receipts / replayed receipts", None),
+    ("publish→receipt live p50 / p99 / max (ms)", None),
+    ("publish→receipt replayed p50 / p99 (ms)", None),
     ("publish ack p50 / p99 (ms)", None),
+    ("load generator CPU s (balancer+publisher / workers)", None),
 ]
 
 
@@ -858,8 +941,14 @@ def table(summary: dict[str, Any]) -> str:
             text = f"{summary['restarts']} ({summary['restarts_kill']} / {summary['restarts_term']})"
         elif label.startswith("term timeouts"):
             text = f"{summary['term_timeouts']} / {summary['restart_failures']} / {summary['unexpected_node_exits']}"
-        elif label.startswith("publish→receipt"):
+        elif label.startswith("load generator"):
+            text = f"{summary['cpu_s_main']} / {summary['cpu_s_workers']}"
+        elif label.startswith("live receipts"):
+            text = f"{summary['live_receipts']:,} / {summary['replayed_receipts']:,}"
+        elif label.startswith("publish→receipt live"):
             text = f"{summary['latency_p50_ms']} / {summary['latency_p99_ms']} / {summary['latency_max_ms']}"
+        elif label.startswith("publish→receipt replayed"):
+            text = f"{summary['replay_latency_p50_ms']} / {summary['replay_latency_p99_ms']}"
         else:
             text = f"{summary['ack_p50_ms']} / {summary['ack_p99_ms']}"
         rows.append((label, text))
@@ -914,11 +1003,12 @@ async def run(args: argparse.Namespace, tag: str, run_dir: Path) -> dict[str, An
         while not publisher.done():
             await asyncio.wait([publisher], timeout=10)
             status = await statuses(workers)
+            busy = psutil.cpu_percent()
             up = "".join(n.name if n.proc and n.proc.returncode is None else "-" for n in nodes)
             print(
                 f"[{time.monotonic() - started:6.1f}s] published {len(stats.acked)} unacked {len(stats.unacked)}"
                 f" | connected {status['connected']}/{args.clients} receipts {status['receipts']:,}"
-                f" reconnects {status['reconnects']} | nodes {up}",
+                f" reconnects {status['reconnects']} | nodes {up} | machine CPU {busy:.0f}%",
                 flush=True,
             )
         await publisher
@@ -935,13 +1025,17 @@ async def run(args: argparse.Namespace, tag: str, run_dir: Path) -> dict[str, An
                 break
             await asyncio.sleep(0.5)
         print(f"settled after {time.monotonic() - t_settle:.1f} s", flush=True)
+        worker_cpu = sum(sum(psutil.Process(w.proc.pid).cpu_times()[:2]) for w in workers)
         results = [await w.ask("stop", within_s=120) for w in workers]
-        summary = analyse(args, stats, results, restarts, duration, balancer, nodes)
+        summary = analyse(args, stats, results, restarts, duration, balancer, nodes, started)
+        summary["connected_at_end"] = status["connected"]
+        summary["cpu_s_main"] = round(sum(psutil.Process().cpu_times()[:2]), 1)
+        summary["cpu_s_workers"] = round(worker_cpu, 1)
         summary["logs"] = str(run_dir)
         print()
         print(table(summary))
         print()
-        for key in ("publish_refused", "client_errors", "balancer_accepted", "most_lost_seqs"):
+        for key in ("publish_refused", "client_errors", "balancer_accepted", "lost_ranges"):
             print(f"{key}: {json.dumps(summary[key])}")
         return summary
     finally:
