@@ -168,3 +168,54 @@ async def test_sessions_are_shared_and_taken_once(cluster_node: ClusterNode, pee
     await elsewhere.save_session(saved)
     ttl = await peer.redis.pttl(peer.key("session", "pid-1"))
     assert 60_000 < ttl <= 65_000, "a disconnected session is kept for the window, then forgotten"
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+
+async def test_a_session_whose_node_died_is_recovered_only_while_the_log_covers_it(
+    redis_url: str, cluster_node: ClusterNode
+) -> None:
+    from agent_portal.auth.policy import principal_for
+    from agent_portal.gateway.context import SocketContext
+    from agent_portal.protocol.registry import NamespaceKind
+
+    clock = StepClock()
+    node = ClusterNode(redis_url, prefix=cluster_node.prefix)
+    shared = RedisRecoveryLog(node, 60)
+    log = RecoveryLog(shared, clock, 60, feed=shared)
+    log.deliver = Delivered()
+    await node.start()
+    await log.start()
+    try:
+        first = await log.submit("/chat/demo", ["all"], [], "message_received", {"n": 1})
+
+        def socket(sid: str) -> SocketContext:
+            ctx = SocketContext(sid, "e", "/chat/demo", NamespaceKind.CHAT, "demo", "ip", "ua", clock.at)
+            ctx.principal = principal_for("alice", "member", ["demo"])
+            return ctx
+
+        async def saved_while_connected(pid: str) -> None:
+            # what a node saves while the socket is connected; the node then dies, so no end time
+            await shared.save_session(
+                RecoverySession(pid, "/chat/demo", "old", "alice", {"since": 0}, clock.at)
+            )
+
+        await saved_while_connected("kept")
+        await saved_while_connected("pruned")
+        clock.at += timedelta(seconds=30)
+        assert await log.restore("kept", socket("s1"), str(first)) is not None, "its events are all here"
+
+        # Later than the window: the broadcast after its offset is pruned, so no recovery.
+        await log.submit("/chat/demo", ["all"], [], "message_received", {"n": 2})
+        clock.at += timedelta(seconds=90)
+        await log.prune()
+        assert log.floor is not None and log.floor > first
+        assert await log.restore("pruned", socket("s2"), str(first)) is None, "a hole is not a recovery"
+    finally:
+        await node.stop()

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 NODE_TTL = 10.0
 HEARTBEAT_EVERY = 3.0
+POOL_SIZE = 64
+POOL_WAIT = 20.0
 
 # Lua: is the node named by a "node|..." member alive? Shared by the scripts that keep per-node entries.
 LUA_ALIVE = """
@@ -39,7 +41,13 @@ class ClusterNode:
     def __init__(self, url: str, prefix: str = "agent-portal", node_id: str | None = None) -> None:
         self.prefix = prefix
         self.id = node_id or secrets.token_hex(6)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        # A blocking pool: when every connection is busy (hundreds of clients reconnecting to this
+        # node at once after another died) a command waits for one; redis-py's default pool raises
+        # "Too many connections" past 100 instead, which failed those connects (bench/soak).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT, decode_responses=False
+        )
+        self.redis: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closed with the client
         self._handlers: dict[str, Handler] = {}
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -87,6 +87,9 @@ class RecoveryLog:
         self._replaying: dict[str, set[str]] = {}
         # The newest offset delivered here: a new session starts after it.
         self.head = 0
+        # Broadcasts up to this offset may be gone from the window (pruned, or older than what was
+        # loaded at start); None while that is unknown (nothing loaded, nothing pruned yet).
+        self.floor: int | None = None
         # Sends a logged broadcast to this node's sockets (the publisher sets it).
         self.deliver: Deliver = _nowhere
         # Submitted, not yet written; the task writing them, while there are any.
@@ -105,6 +108,8 @@ class RecoveryLog:
         await self._store.end_sessions(now)
         self._entries.extend(await self._store.log_since(now - self.window))
         self.head = self._entries[-1].offset if self._entries else 0
+        if self._entries:
+            self.floor = self._entries[0].offset - 1
         self._started.set()
 
     def submit(
@@ -248,7 +253,8 @@ class RecoveryLog:
     async def prune(self) -> None:
         cutoff = self._clock.now() - self.window
         while self._entries and self._entries[0].created_at < cutoff:
-            self._entries.popleft()
+            gone = self._entries.popleft()
+            self.floor = max(self.floor or 0, gone.offset)
         await self._store.prune_log(cutoff)
         await self._store.prune_sessions(cutoff)
 
@@ -292,19 +298,35 @@ class RecoveryLog:
         session = await self._store.take_session(pid)
         if session is None or session.namespace != ctx.namespace or session.user_id != ctx.principal.user_id:
             return None
-        ended = session.disconnected_at or self._clock.now()
-        if self._clock.now() - ended > self.window:
+        since = int(session.state.get("since", 0))
+        after = int(offset) if offset is not None else since
+        if not self._still_covers(session, after):
             return None
         ctx.pid = pid
-        ctx.recovery_since = int(session.state.get("since", 0))
+        ctx.recovery_since = since
         ctx.joined = set(session.state.get("joined", []))
         ctx.subscriptions = {
             project: frozenset(events) for project, events in session.state.get("subscriptions", [])
         }
-        after = int(offset) if offset is not None else ctx.recovery_since
         if self._feed is not None:
             await self.caught_up(after)
         return session.sid, after, set(session.state.get("rooms", []))
+
+    def _still_covers(self, session: RecoverySession, after: int) -> bool:
+        """Whether everything the session missed (the broadcasts after `after`) is still here.
+
+        A session that ended within the window is covered, unless the window was pruned past its
+        offset. A session saved while connected by a node that then died has no end time: it is
+        covered only if nothing after its offset was pruned (or, when that cannot be told, if it was
+        last saved within the window). Without this a client away for longer than the window was
+        "recovered" with a silent hole in its events (bench/soak)."""
+        now = self._clock.now()
+        kept = self.floor is None or after >= self.floor
+        if session.disconnected_at is not None:
+            return now - session.disconnected_at <= self.window and kept
+        if self.floor is not None:
+            return kept
+        return now - session.updated_at <= self.window
 
 
 def _fields_after_offset(entry: LogEntry) -> tuple[Any, ...]:
