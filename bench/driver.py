@@ -3,6 +3,11 @@
 For each repetition, each case (workload, N) and each server in turn (A B A B ...): start a fresh server
 process on a free loopback port, run bench/node/loadgen.js against it, sample the server's CPU time and
 RSS with psutil whenever the load generator prints a MARK, stop the server.
+
+The cluster kinds (`product-cluster1`, `product-cluster2`) are the product server as one and as two
+nodes of one cluster (PostgreSQL + Redis, a fresh database and key prefix per run, removed after):
+the subscribers are spread evenly over the nodes, the publisher is on the first, and the CPU time and
+RSS of every node are summed; Redis's own CPU time (`INFO cpu`) is sampled at the same marks.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,10 +33,20 @@ import report
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 NODE_DIR = BENCH / "node"
-ALL_SERVERS = ("node", "stock", "portal", "product")
+# How many nodes each cluster kind runs; they need PostgreSQL and Redis, so they are opt-in.
+CLUSTER_NODES = {"product-cluster1": 1, "product-cluster2": 2}
+DEFAULT_SERVERS = ("node", "stock", "portal", "product")
+ALL_SERVERS = (*DEFAULT_SERVERS, *CLUSTER_NODES)
 # The product server (the real app) speaks the product's protocol, not the bench one: it runs the
 # broadcast workload only, through /orchestrator publish to /project/{name} and /monitoring.
+PRODUCT_SERVERS = ("product", *CLUSTER_NODES)
 PRODUCT_WORKLOADS = ("broadcast",)
+POSTGRES_ADMIN_DSN = os.environ.get("BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Handshakes in flight against a cluster: a node's Redis client (redis-py 8's default pool, 100
+# connections, which raises instead of waiting when they are all in use) fails connects when 100
+# handshakes, each making several Redis calls, are in flight against one node (docs/performance.md).
+CLUSTER_CONNECT_CONCURRENCY = 50
 ALL_WORKLOADS = ("broadcast", "ack", "idle")
 
 
@@ -102,10 +118,12 @@ class Case:
 class Mark:
     name: str
     t: float
-    server_cpu_s: float
+    server_cpu_s: float  # summed over the nodes of a cluster
     server_rss: int
     loadgen_cpu_s: float
     machine_busy_s: float
+    redis_cpu_s: float = 0.0  # the Redis server's own, for the cluster kinds
+    node_cpu_s: list[float] | None = None  # per node of a cluster, in start order (the first publishes)
 
 
 def machine_busy_s() -> float:
@@ -142,13 +160,21 @@ def server_command(name: str, port: int, python: str) -> list[str]:
 
 
 class Server:
-    def __init__(self, name: str, python: str, log_path: Path) -> None:
+    """One server process."""
+
+    def __init__(
+        self,
+        name: str,
+        python: str,
+        log_path: Path,
+        command: Callable[[int], list[str]] | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.log_path = log_path
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(
-            server_command(name, self.port, python),
+            command(self.port) if command else server_command(name, self.port, python),
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -192,6 +218,129 @@ class Server:
                 self.proc.wait(timeout=5)
         self.log.close()
 
+    def cpu_s(self) -> float:
+        cpu = self.ps.cpu_times()
+        return float(cpu.user + cpu.system)
+
+
+class ClusterBacking:
+    """A fresh PostgreSQL database and Redis key prefix for one cluster run; `close` removes both."""
+
+    def __init__(self) -> None:
+        import redis
+
+        self.name = f"bench-{uuid.uuid4().hex[:10]}"
+        self.database = self.name.replace("-", "_")
+        self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.database}"
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        self._admin(f'CREATE DATABASE "{self.database}"')
+
+    @staticmethod
+    def _admin(sql: str) -> None:
+        import asyncio
+
+        import asyncpg
+
+        async def run() -> None:
+            conn = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def redis_cpu_s(self) -> float:
+        # Redis's own counters: its process may belong to another user, and INFO is one round trip.
+        cpu = self.redis.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    def close(self) -> None:
+        try:
+            keys = list(self.redis.scan_iter(match=f"{self.name}:*", count=1000))
+            for i in range(0, len(keys), 500):
+                self.redis.delete(*keys[i : i + 500])
+        finally:
+            self.redis.close()
+            self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+class Deployment:
+    """What one run measures: one server process, or the nodes of a cluster and what they share."""
+
+    def __init__(self, name: str, python: str, logs: Path, tag: str) -> None:
+        self.name = name
+        self.servers: list[Server] = []
+        self.backing: ClusterBacking | None = None
+        nodes = CLUSTER_NODES.get(name)
+        if nodes is None:
+            self.servers.append(Server(name, python, logs / f"{tag}.server.log"))
+            return
+        self.backing = ClusterBacking()
+        try:
+            for i in range(nodes):
+                # One at a time: the first creates the schema and the project the others read.
+                server = Server(
+                    name, python, logs / f"{tag}.node{i + 1}.server.log", self._node_command(python, i)
+                )
+                self.servers.append(server)
+                server.wait_ready(60.0)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _node_command(self, python: str, index: int) -> Callable[[int], list[str]]:
+        assert self.backing is not None
+        backing = self.backing
+
+        def command(port: int) -> list[str]:
+            cmd = [python, str(BENCH / "servers" / "product.py"), "--port", str(port)]
+            cmd += ["--database-url", backing.database_url, "--redis-url", REDIS_URL]
+            cmd += ["--cluster-name", backing.name]
+            return cmd if index == 0 else [*cmd, "--no-init"]
+
+        return command
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.servers]
+
+    @property
+    def product(self) -> bool:
+        return self.name in PRODUCT_SERVERS
+
+    def wait_ready(self) -> None:
+        for server in self.servers:
+            server.wait_ready()
+
+    def bench_auth(self) -> dict[str, Any] | None:
+        return self.servers[0].bench_auth()
+
+    def label(self) -> str:
+        labels = [s.label() for s in self.servers]
+        return labels[0] if len(labels) == 1 else " + ".join(labels)
+
+    def sample(self, name: str, loadgen: psutil.Process) -> Mark:
+        each = [s.cpu_s() for s in self.servers]
+        return Mark(
+            name=name,
+            t=time.monotonic(),
+            server_cpu_s=sum(each),
+            server_rss=sum(s.ps.memory_info().rss for s in self.servers),
+            loadgen_cpu_s=tree_cpu_s(loadgen),
+            machine_busy_s=machine_busy_s(),
+            redis_cpu_s=self.backing.redis_cpu_s() if self.backing else 0.0,
+            node_cpu_s=each if self.backing else None,
+        )
+
+    def stop(self) -> None:
+        try:
+            for server in self.servers:
+                server.stop()
+        finally:
+            if self.backing is not None:
+                self.backing.close()
+
 
 def tree_cpu_s(proc: psutil.Process) -> float:
     total = 0.0
@@ -205,20 +354,23 @@ def tree_cpu_s(proc: psutil.Process) -> float:
 
 
 def run_loadgen(
-    server: Server,
+    server: Deployment,
     case: Case,
     profile: Profile,
     log_path: Path,
     on_mark: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Mark]]:
     config = {
-        "port": server.port,
+        # several: the subscribers are spread over them, the publisher is on the first
+        "ports": server.ports,
         "workload": case.workload,
         "n": case.n,
         **{k: v for k, v in asdict(profile).items() if not isinstance(v, tuple)},
     }
-    if server.name == "product":
+    if server.product:
         config["product"] = server.bench_auth()
+    if server.backing is not None:
+        config["connect_concurrency"] = min(profile.connect_concurrency, CLUSTER_CONNECT_CONCURRENCY)
     with log_path.open("a") as log:
         proc = subprocess.Popen(
             ["node", str(NODE_DIR / "loadgen.js"), json.dumps(config)],
@@ -239,15 +391,7 @@ def run_loadgen(
             for line in proc.stdout:
                 if line.startswith("MARK "):
                     name = line[5:].strip()
-                    cpu = server.ps.cpu_times()
-                    marks[name] = Mark(
-                        name=name,
-                        t=time.monotonic(),
-                        server_cpu_s=cpu.user + cpu.system,
-                        server_rss=server.ps.memory_info().rss,
-                        loadgen_cpu_s=tree_cpu_s(ps),
-                        machine_busy_s=machine_busy_s(),
-                    )
+                    marks[name] = server.sample(name, ps)
                     if on_mark is not None:
                         on_mark(name)
                     proc.stdin.write("OK\n")
@@ -266,8 +410,10 @@ def run_loadgen(
 
 
 def other_cpu_pct(a: Mark, b: Mark) -> float:
-    """CPU % (of one core) used between two marks by processes other than the server and load generator."""
+    """CPU % (of one core) used between two marks by processes other than the server(s), the load
+    generator and (cluster) Redis."""
     own = (b.server_cpu_s - a.server_cpu_s) + (b.loadgen_cpu_s - a.loadgen_cpu_s)
+    own += b.redis_cpu_s - a.redis_cpu_s
     return max(0.0, 100 * ((b.machine_busy_s - a.machine_busy_s) - own) / (b.t - a.t))
 
 
@@ -278,6 +424,12 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
         a, b = marks["sat_start"], marks["sat_end"]
         server_cpu = b.server_cpu_s - a.server_cpu_s
         wall = b.t - a.t
+        cluster: dict[str, float] = {}
+        if a.node_cpu_s is not None and b.node_cpu_s is not None:
+            cluster["redis_cpu_pct"] = 100 * (b.redis_cpu_s - a.redis_cpu_s) / wall
+            # the publisher's node first: it also runs the publish handler and the Redis append
+            for i, (x, y) in enumerate(zip(a.node_cpu_s, b.node_cpu_s, strict=True)):
+                cluster[f"node{i + 1}_cpu_pct"] = 100 * (y - x) / wall
         return {
             "deliveries_per_s": sat["deliveries_per_s"],
             "p50_ms": lat["p50_ms"],
@@ -287,6 +439,7 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
             "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
             "other_cpu_pct": other_cpu_pct(a, b),
             "connect_per_s": result["connect"]["per_s"],
+            **cluster,
         }
     if case.workload == "ack":
         ack = result["ack"]
@@ -308,7 +461,11 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="tiny N, 1 repetition, seconds in all (for CI)")
-    p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list of node,stock,portal,product")
+    p.add_argument(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma list of {','.join(ALL_SERVERS)} (the cluster kinds need PostgreSQL and Redis)",
+    )
     p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma list of broadcast,ack,idle")
     p.add_argument("--reps", type=int, help="repetitions (default 3, smoke 1)")
     p.add_argument("--broadcast-n", help="comma list of room sizes (default 100,1000,5000)")
@@ -374,15 +531,16 @@ def main(argv: list[str]) -> int:
     for rep in range(1, profile.reps + 1):
         for case in cases:
             for name in servers:
-                if name == "product" and case.workload not in PRODUCT_WORKLOADS:
+                if name in PRODUCT_SERVERS and case.workload not in PRODUCT_WORKLOADS:
                     continue
                 tag = f"{case.key}-{name}-r{rep}"
                 run: dict[str, Any] = {"server": name, "case": case.key, "rep": rep}
                 if profile.quiet_wait_s > 0:
                     run["busy_before_pct"] = wait_for_quiet(profile.quiet_wait_s, profile.quiet_threshold_pct)
                 t0 = time.monotonic()
-                server = Server(name, args.python, logs / f"{tag}.server.log")
+                server: Deployment | None = None
                 try:
+                    server = Deployment(name, args.python, logs, tag)
                     server.wait_ready()
                     result, marks = run_loadgen(server, case, profile, logs / f"{tag}.loadgen.log")
                     run["metrics"] = metrics(case, result, marks)
@@ -392,8 +550,9 @@ def main(argv: list[str]) -> int:
                     failures += 1
                     run["error"] = str(exc)
                 finally:
-                    server.stop()
-                    labels.setdefault(name, server.label())
+                    if server is not None:
+                        server.stop()
+                        labels.setdefault(name, server.label())
                 runs.append(run)
                 shown = run.get("error") or "  ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items())
                 print(

@@ -1,9 +1,11 @@
 """Samples a Python server with py-spy while it broadcasts at saturation, and sums where the time goes.
 
     .venv/bin/python bench/profile.py --server stock --n 1000 --seconds 8
+    .venv/bin/python bench/profile.py --server product-cluster2 --n 5000 --seconds 8
 
 Writes the raw collapsed stacks (flamegraph input) and a summary to --out; py-spy is pip-installed into
-the interpreter when missing.
+the interpreter when missing. A cluster kind is sampled node by node (one py-spy per process, node 1
+is the publisher's), with each node's CPU %, Redis's and the load generator's over the same seconds.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from driver import BENCH, FULL, Case, Server, run_loadgen
+from driver import BENCH, CLUSTER_NODES, FULL, Case, Deployment, Mark, run_loadgen
 
 # Substrings of a frame that place a sample in a bucket; the first bucket found from the leaf up wins.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    # the cluster path first: its frames sit above the generic ones they call
+    ("cluster log: decode of each Redis message", ("decode_entry",)),
+    ("cluster log: append (Lua script call)", ("append_log",)),
+    ("Redis client (redis-py: parse, socket)", ("redis/",)),
     ("asyncio task creation / scheduling / wait", ("create_task", "tasks.py", "base_events.py", "events.py")),
     ("WebSocket framing and transport writes", ("websockets", "uvicorn/protocols", "transports", "selector")),
     ("engineio socket send queue / writer loop", ("engineio/async_socket", "engineio/async_drivers")),
@@ -68,7 +74,7 @@ def summarize(raw: Path, top: int) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", default="stock", choices=["stock", "portal", "product"])
+    p.add_argument("--server", default="stock", choices=["stock", "portal", "product", *CLUSTER_NODES])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--top", type=int, default=25)
@@ -79,32 +85,55 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     spy = py_spy(args.python)
     tag = f"{args.server}-broadcast-{args.n}"
-    raw = out / f"{tag}.collapsed.txt"
     profile = replace(FULL, duration_s=args.seconds + 1.0, latency_duration_s=0.5, min_latency_broadcasts=1)
-    server = Server(args.server, args.python, out / f"{tag}.server.log")
-    recorder: list[subprocess.Popen[bytes]] = []
+    server = Deployment(args.server, args.python, out, tag)
+    many = len(server.servers) > 1
+    raws = [out / f"{tag}{f'.node{i + 1}' if many else ''}.collapsed.txt" for i in range(len(server.servers))]
+    recorders: list[subprocess.Popen[bytes]] = []
 
     def on_mark(name: str) -> None:
         if name == "sat_start":
-            cmd = [spy, "record", "-p", str(server.proc.pid), "-d", str(args.seconds), "-r", "250"]
-            cmd += ["-f", "raw", "-o", str(raw), "--nonblocking"]
-            recorder.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        elif name == "sat_end" and recorder:
-            recorder[0].wait(timeout=30)
+            for process, raw in zip(server.servers, raws, strict=True):
+                cmd = [spy, "record", "-p", str(process.proc.pid), "-d", str(args.seconds), "-r", "250"]
+                cmd += ["-f", "raw", "-o", str(raw), "--nonblocking"]
+                recorders.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        elif name == "sat_end":
+            for recorder in recorders:
+                recorder.wait(timeout=30)
 
     try:
         server.wait_ready()
-        result, _ = run_loadgen(
+        result, marks = run_loadgen(
             server, Case("broadcast", args.n), profile, out / f"{tag}.loadgen.log", on_mark
         )
     finally:
         server.stop()
-    summary = summarize(raw, args.top)
-    text = f"{tag}: {result['saturation']['deliveries_per_s']:.0f} deliveries/s while sampled\n{summary}\n"
+    text = f"{tag}: {result['saturation']['deliveries_per_s']:.0f} deliveries/s while sampled\n"
+    text += cpu_shares(marks["sat_start"], marks["sat_end"]) + "\n"
+    for i, raw in enumerate(raws):
+        text += f"\n--- node {i + 1}{' (the publisher is on it)' if i == 0 else ''}\n" if many else "\n"
+        text += summarize(raw, args.top) + "\n"
     (out / f"{tag}.summary.txt").write_text(text)
     print(text)
-    print(f"wrote {raw} and {out / f'{tag}.summary.txt'}")
+    print(f"wrote {', '.join(str(r) for r in raws)} and {out / f'{tag}.summary.txt'}")
     return 0
+
+
+def cpu_shares(a: Mark, b: Mark) -> str:
+    """Where the machine's CPU went over the sampled phase, in % of one core (py-spy's own included
+    in "rest": it runs beside the servers)."""
+    wall = b.t - a.t
+    pct = {"servers": 100 * (b.server_cpu_s - a.server_cpu_s) / wall}
+    if a.node_cpu_s is not None and b.node_cpu_s is not None:
+        for i, (x, y) in enumerate(zip(a.node_cpu_s, b.node_cpu_s, strict=True)):
+            pct[f"  node {i + 1}"] = 100 * (y - x) / wall
+        pct["redis"] = 100 * (b.redis_cpu_s - a.redis_cpu_s) / wall
+    pct["load generator"] = 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall
+    busy = 100 * (b.machine_busy_s - a.machine_busy_s) / wall
+    counted = sum(v for k, v in pct.items() if not k.startswith(" "))
+    pct["rest (py-spy, other processes)"] = busy - counted
+    lines = [f"CPU % of one core over {wall:.1f} s (machine busy {busy:.0f} %):"]
+    return "\n".join([*lines, *(f"  {v:6.1f}  {k}" for k, v in pct.items())])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", False),
         ("server_cpu_pct", "server CPU % at saturation", True),
         ("loadgen_cpu_pct", "load generator CPU % at saturation", False),
+        ("redis_cpu_pct", "Redis CPU % at saturation", False),
+        ("node1_cpu_pct", "node 1 (publisher's) CPU % at saturation", False),
+        ("node2_cpu_pct", "node 2 CPU % at saturation", False),
         ("other_cpu_pct", "other processes' CPU % at saturation", False),
     ],
     "ack": [
@@ -35,7 +38,24 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
     ],
 }
 # Rows that only describe the run; no ratio is shown for them.
-INFORMATIONAL = {"server_cpu_pct", "loadgen_cpu_pct", "other_cpu_pct"}
+INFORMATIONAL = {
+    "server_cpu_pct",
+    "loadgen_cpu_pct",
+    "other_cpu_pct",
+    "redis_cpu_pct",
+    "node1_cpu_pct",
+    "node2_cpu_pct",
+}
+# Rows only the cluster kinds have: left out of a table without them.
+OPTIONAL = {"redis_cpu_pct", "node1_cpu_pct", "node2_cpu_pct"}
+# Pairs compared in their own column when both are run, besides server / node: the product path
+# against the bare path (issue 8: within 1.3x), and two nodes against one (issue 8: >= 1.6x).
+PAIRS: list[tuple[str, str]] = [
+    ("product", "portal"),
+    ("product-cluster2", "product-cluster1"),
+    ("product-cluster2", "product"),
+    ("product-cluster1", "product"),
+]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -66,22 +86,51 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def pairs(servers: list[str]) -> list[tuple[str, str]]:
+    """The ratio columns: every server / node when node is run, then the PAIRS that were run."""
+    by_node = [(s, "node") for s in servers if s != "node"] if "node" in servers else []
+    return by_node + [(a, b) for a, b in PAIRS if a in servers and b in servers]
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value is not None and base else None
+
+
+def ratios(
+    med: dict[str, dict[str, dict[str, float]]], servers: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{case: {"a/b": {metric: median of a / median of b}}} for the ratio columns (not INFORMATIONAL)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for case, by_server in med.items():
+        for a, b in pairs(servers):
+            values = {
+                metric: r
+                for metric, value in by_server.get(a, {}).items()
+                if metric not in INFORMATIONAL
+                and (r := ratio(value, by_server.get(b, {}).get(metric))) is not None
+            }
+            if values:
+                out.setdefault(case, {})[f"{a}/{b}"] = values
+    return out
+
+
 def markdown(
     med: dict[str, dict[str, dict[str, float]]], servers: list[str], cases: list[str], reps: int
 ) -> str:
-    others = [s for s in servers if s != "node"] if "node" in servers else []
-    # the product path against the bare path (issue 8: within 1.3x)
-    product_vs_portal = "product" in servers and "portal" in servers
-    head = [
-        "case",
-        "metric",
-        *servers,
-        *[f"{s}/node" for s in others],
-        *(["product/portal"] if product_vs_portal else []),
-    ]
+    columns = pairs(servers)
+    head = ["case", "metric", *servers, *[f"{a}/{b}" for a, b in columns]]
+    notes = []
+    if ("product", "portal") in columns:
+        notes.append("product/portal = the product path against the bare path")
+    if ("product-cluster2", "product-cluster1") in columns:
+        notes.append(
+            "product-cluster2/product-cluster1 = two nodes of a cluster against one; "
+            "a cluster's server CPU is the sum over its nodes"
+        )
     lines = [
         f"Medians of {reps} repetition(s); ratio = server / node (↑ higher is better, ↓ lower is better)"
-        + ("; product/portal = the product path against the bare path." if product_vs_portal else "."),
+        + "".join(f"; {n}" for n in notes)
+        + ".",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
@@ -90,16 +139,13 @@ def markdown(
         workload, n = case.rsplit("-", 1)
         for metric, label, higher in METRICS[workload]:
             row_values = {s: med.get(case, {}).get(s, {}).get(metric) for s in servers}
+            if metric in OPTIONAL and all(v is None for v in row_values.values()):
+                continue
             arrow = "" if metric in INFORMATIONAL else (" ↑" if higher else " ↓")
             cells = [f"{workload} N={n}", label + arrow, *[fmt(row_values[s]) for s in servers]]
-            for s in others:
-                base, value = row_values["node"], row_values[s]
-                show = metric not in INFORMATIONAL and base and value is not None
-                cells.append(f"{value / base:.2f}×" if show else "")  # type: ignore[operator]
-            if product_vs_portal:
-                bare, value = row_values["portal"], row_values["product"]
-                show = metric not in INFORMATIONAL and bare and value is not None
-                cells.append(f"{value / bare:.2f}×" if show else "")  # type: ignore[operator]
+            for a, b in columns:
+                r = None if metric in INFORMATIONAL else ratio(row_values[a], row_values[b])
+                cells.append(f"{r:.2f}×" if r is not None else "")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -175,6 +221,7 @@ def build(
         "profile": profile,
         "cases": cases,
         "medians": med,
+        "ratios": ratios(med, servers),
         "runs": runs,
         "markdown": markdown(med, servers, cases, int(profile["reps"])),
     }

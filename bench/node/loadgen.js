@@ -5,6 +5,8 @@
 // Usage: node loadgen.js '<json config>'   (bench/driver.py builds the config)
 // Talks to the driver on stdio: prints `MARK <name>` and waits for a line on stdin before it goes on
 // (the driver samples the server's CPU / RSS there), then prints one `RESULT <json>` line. Logs on stderr.
+// `ports` (or one `port`): with several (the nodes of a cluster) the subscribers / clients are spread
+// evenly over them and the publisher connects to the first.
 //
 // Timestamps are CLOCK_MONOTONIC microseconds (process.hrtime), the same clock in every process on the
 // machine, so publish-to-receipt latency is receipt time minus the `t` the publisher put in the payload.
@@ -136,7 +138,11 @@ function productSpec(auth) {
 
 // Opens n clients, `concurrency` handshakes in flight; each joins `room` when it is not null
 // (product: subscribes as productSpec says, the k-th client of a worker taking spec k mod 2).
-async function connectMany(url, n, room, concurrency, onEvent, into, product = null) {
+// Clients go round-robin over `urls`, a pair at a time for the product so that every server gets as
+// many /project subscribers (which also receive state_change) as /monitoring ones.
+async function connectMany(urls, n, room, concurrency, onEvent, into, product = null) {
+  const group = product ? 2 : 1;
+  const perUrl = new Array(urls.length).fill(0);
   let started = 0;
   let ok = 0;
   let errors = 0;
@@ -146,6 +152,8 @@ async function connectMany(url, n, room, concurrency, onEvent, into, product = n
   async function lane() {
     while (started < n) {
       const k = started++;
+      const u = Math.floor(k / group) % urls.length;
+      const url = urls[u];
       const spec = product ? productSpec(product)[k % 2] : null;
       const c = spec
         ? new Client(url, onEvent, spec.nsp, { token: product.member, recovery: true })
@@ -159,6 +167,7 @@ async function connectMany(url, n, room, concurrency, onEvent, into, product = n
         } else if (room !== null) await c.request('join', { room });
         into.push(c);
         ok++;
+        perUrl[u]++;
         tLast = nowUs();
       } catch (e) {
         errors++;
@@ -168,7 +177,7 @@ async function connectMany(url, n, room, concurrency, onEvent, into, product = n
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, n)) }, lane));
-  return { ok, errors, lastError, t0, tLast };
+  return { ok, errors, lastError, t0, tLast, perUrl };
 }
 
 // ---------------------------------------------------------------- worker process
@@ -220,7 +229,7 @@ function runWorker() {
     switch (m.cmd) {
       case 'connect':
         if (m.product) T_KEY = Buffer.from('"sequence_number":');
-        reply = await connectMany(m.url, m.n, m.room, m.concurrency, onEvent, clients, m.product);
+        reply = await connectMany(m.urls, m.n, m.room, m.concurrency, onEvent, clients, m.product);
         break;
       case 'collect_start':
         latencies = [];
@@ -340,12 +349,14 @@ function connectSummary(replies) {
   const t1 = Math.max(...replies.map((r) => r.tLast));
   const seconds = Math.max(1e-6, (t1 - t0) / 1e6);
   const lastError = replies.map((r) => r.lastError).filter(Boolean)[0] || '';
-  return { ok, errors, lastError, seconds, per_s: ok / seconds };
+  const perServer = replies[0].perUrl.map((_, u) => replies.reduce((s, r) => s + r.perUrl[u], 0));
+  return { ok, errors, lastError, seconds, per_s: ok / seconds, per_server: perServer };
 }
 
 async function main() {
   const cfg = JSON.parse(process.argv[2]);
-  const url = `ws://127.0.0.1:${cfg.port}/socket.io/?EIO=4&transport=websocket`;
+  const urls = (cfg.ports || [cfg.port]).map((p) => `ws://127.0.0.1:${p}/socket.io/?EIO=4&transport=websocket`);
+  const url = urls[0]; // the publisher's
   const stdin = readline.createInterface({ input: process.stdin });
   const lines = stdin[Symbol.asyncIterator]();
   const mark = async (name) => {
@@ -363,7 +374,7 @@ async function main() {
     const room = 'bench';
     const parts = split(N, cfg.loadgen_workers);
     const product = cfg.product || null;
-    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', url, n: parts[i], room, concurrency, product })));
+    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', urls, n: parts[i], room, concurrency, product })));
     result.connect = conn;
     if (conn.ok !== N) throw new Error(`only ${conn.ok}/${N} subscribers connected: ${conn.lastError}`);
     const publisher = product
@@ -443,7 +454,7 @@ async function main() {
     publisher.close();
   } else if (cfg.workload === 'ack') {
     const parts = split(cfg.n, cfg.loadgen_workers);
-    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', url, n: parts[i], room: null, concurrency })));
+    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', urls, n: parts[i], room: null, concurrency })));
     result.connect = conn;
     if (conn.ok !== cfg.n) throw new Error(`only ${conn.ok}/${cfg.n} clients connected: ${conn.lastError}`);
     await mark('ack_start');
@@ -460,12 +471,12 @@ async function main() {
     };
   } else if (cfg.workload === 'idle') {
     // A few warm-up connections first, so one-time costs are not charged to the N measured ones.
-    const warm = connectSummary(await workers.all(() => ({ cmd: 'connect', url, n: cfg.idle_warm_per_worker, room: null, concurrency })));
+    const warm = connectSummary(await workers.all(() => ({ cmd: 'connect', urls, n: cfg.idle_warm_per_worker, room: null, concurrency })));
     if (warm.errors) throw new Error(`warm-up connections failed: ${warm.lastError}`);
     await sleep(cfg.settle_s * 1000);
     await mark('idle_before');
     const parts = split(cfg.n, cfg.loadgen_workers);
-    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', url, n: parts[i], room: null, concurrency })));
+    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', urls, n: parts[i], room: null, concurrency })));
     if (conn.ok !== cfg.n) throw new Error(`only ${conn.ok}/${cfg.n} idle clients connected: ${conn.lastError}`);
     await sleep(cfg.settle_s * 1000);
     await mark('idle_after');
