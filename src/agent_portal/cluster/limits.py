@@ -122,7 +122,8 @@ class RedisRateLimiter:
 _TRY_ADD = (
     LUA_ALIVE
     + """
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
+-- Only a user at the cap has their sessions checked for dead nodes: O(1) below it.
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
   local live = 0
   for _, member in ipairs(redis.call('HKEYS', KEYS[1])) do
     if alive(ARGV[1], member) then
