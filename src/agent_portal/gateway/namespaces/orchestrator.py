@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,10 +16,14 @@ from agent_portal.gateway.context import SocketContext
 from agent_portal.protocol.client_events import PublishRequest
 from agent_portal.protocol.common import ErrorDetail
 from agent_portal.protocol.registry import PUBLISHABLE_EVENTS, NamespaceKind
+from agent_portal.storage.store import ProjectRecord
 
 # A project's last activity is kept to this resolution: one write (a commit) per publication was
 # most of an orchestrator's per-event cost on the product-path bench (docs/performance.md).
 ACTIVITY_RESOLUTION = timedelta(seconds=1)
+# A project's record (does it exist, is it external) is read at most this often per project while an
+# orchestrator publishes: the read was the next largest per-publication cost (docs/performance.md).
+RECORD_TTL = 1.0
 
 
 class OrchestratorNamespace:
@@ -26,6 +32,7 @@ class OrchestratorNamespace:
 
     def __init__(self, gateway: Gateway) -> None:
         self.s = gateway.services
+        self._records: dict[str, tuple[ProjectRecord, float]] = {}
 
     def routes(self) -> dict[str, Route]:
         return {"publish": Route(self.publish, Permission.ORCHESTRATOR)}
@@ -61,13 +68,24 @@ class OrchestratorNamespace:
         if project is not None:
             if not can_see(ctx.principal, project):
                 raise ForbiddenError(f"Not allowed to publish for project {project}")
-            record = await self.s.store.get_project(project)
-            if record is None:
-                raise ProjectNotFoundError(project)
+            record = await self._record(project)
             if not record.external:
                 raise ForbiddenError(f"Project {project} is run by the embedded orchestrator")
             now = self.s.clock.now()
             if now - record.last_activity >= ACTIVITY_RESOLUTION:
                 await self.s.store.touch_project(project, now)
+                self._records[project] = (replace(record, last_activity=now), self._records[project][1])
         await self.s.publisher.publish(request.event, event)
         return {"event": request.event}
+
+    async def _record(self, project: str) -> ProjectRecord:
+        now = time.monotonic()
+        cached = self._records.get(project)
+        if cached is not None and now - cached[1] < RECORD_TTL:
+            return cached[0]
+        record = await self.s.store.get_project(project)
+        if record is None:
+            self._records.pop(project, None)
+            raise ProjectNotFoundError(project)
+        self._records[project] = (record, now)
+        return record
