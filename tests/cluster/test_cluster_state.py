@@ -19,6 +19,8 @@ from agent_portal.gateway.presence import Presence, PresenceStore
 from agent_portal.gateway.recovery import RecoveryLog
 from agent_portal.storage.store import LogEntry, RecoverySession
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture
 async def peer(cluster_node: ClusterNode, redis_url: str) -> AsyncIterator[ClusterNode]:

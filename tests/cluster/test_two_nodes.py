@@ -29,6 +29,8 @@ from proxy import FailoverProxy
 from agent_portal.auth.tokens import TokenService
 from support import Recorder, free_port
 
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.node]
+
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "tests" / "js"
 SECRET = "c" * 48
