@@ -144,6 +144,17 @@ async def stalled_websocket(live: Live) -> socket.socket:
     return raw
 
 
+async def test_compression_is_never_negotiated_so_one_frame_fits_every_connection() -> None:
+    from websockets.asyncio.client import connect
+
+    async with running() as live:
+        url = live.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with connect(url, compression="deflate") as ws:
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            assert str(await ws.recv()).startswith("0{"), "the Engine.IO open packet, uncompressed"
+
+
 async def test_a_stalled_websocket_client_is_cut_off_and_does_not_hold_back_the_others() -> None:
     async with running() as live:
         raw = await stalled_websocket(live)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import struct
 from asyncio.transports import BaseTransport
@@ -28,7 +27,6 @@ from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.http11 import Request
-from websockets.server import ServerProtocol
 
 FRAME_WRITER = "agent_portal.frame_writer"
 
@@ -124,13 +122,13 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        # No permessage-deflate: a compressed frame differs per connection (see the module doc).
+        # Turned off in the config itself, so uvicorn builds its ServerProtocol without the
+        # extension and this class need not build a second one.
+        config.ws_per_message_deflate = False
         super().__init__(config, server_state, app_state, _loop)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
-        # No permessage-deflate: a compressed frame differs per connection (see the module doc).
-        self.conn = ServerProtocol(
-            extensions=[], max_size=self.config.ws_max_size, logger=logging.getLogger("uvicorn.error")
-        )
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
