@@ -87,6 +87,26 @@ async def node_process(
         log.close()
 
 
+class Cluster:
+    """Server processes of one cluster on the test PostgreSQL and Redis, under a key prefix of its own;
+    node `i` always listens on `ports[i]` (a restarted node takes its place)."""
+
+    def __init__(self, tmp: Path, database_url: str, redis_url: str) -> None:
+        self.tmp = tmp
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.name = f"test-{uuid.uuid4().hex[:10]}"
+        self.ports = [free_port(), free_port()]
+
+    def node(self, name: str, index: int) -> Any:
+        return node_process(self.tmp, name, self.ports[index], self.database_url, self.redis_url, self.name)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_url: str, redis_url: str) -> Cluster:
+    return Cluster(tmp_path, postgres_url, redis_url)
+
+
 async def client(url: str, namespace: str, user_token: str) -> Recorder:
     sio = socketio.AsyncClient(reconnection=False)
     recorder = Recorder(sio, namespace)
@@ -138,16 +158,10 @@ async def say(chat: Recorder, text: str) -> dict[str, Any]:
 
 
 async def test_two_nodes_share_events_presence_and_the_orchestrator(
-    tmp_path: Path, postgres_url: str, redis_url: str
+    cluster: Cluster,
 ) -> None:
     assert (JS / "node_modules" / "socket.io-client").exists(), "run scripts/bootstrap --node"
-    cluster = f"test-{uuid.uuid4().hex[:10]}"
-    ports = [free_port(), free_port()]
-
-    def start(name: str, port: int) -> Any:
-        return node_process(tmp_path, name, port, postgres_url, redis_url, cluster)
-
-    async with start("a", ports[0]) as a, start("b", ports[1]) as b:
+    async with cluster.node("a", 0) as a, cluster.node("b", 1) as b:
         assert (await a.health())["orchestrator"] is True, "the first node takes the lease"
         assert (await b.health())["orchestrator"] is False
 
@@ -168,7 +182,7 @@ async def test_two_nodes_share_events_presence_and_the_orchestrator(
         await project_a.wait_for("backlog_updated", lambda u: u["change_type"] == "added")
 
         # The official client, through the balancer (node a first, b as backup).
-        proxy = FailoverProxy(ports)
+        proxy = FailoverProxy(cluster.ports)
         await proxy.start()
         config = {"url": f"http://127.0.0.1:{proxy.port}", "token": token("carol"), "project": "demo"}
         node = await asyncio.create_subprocess_exec(
@@ -242,7 +256,7 @@ async def test_two_nodes_share_events_presence_and_the_orchestrator(
         await wait_until(alice_gone, 15, "alice to leave the presence", every=0.5)
 
         # Node a comes back; node b stops gracefully (SIGTERM) and hands the lease over at once.
-        async with start("a2", ports[0]) as a2:
+        async with cluster.node("a2", 0) as a2:
             assert (await a2.health())["orchestrator"] is False
             b.proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(b.proc.wait(), 15)
@@ -257,20 +271,14 @@ async def test_two_nodes_share_events_presence_and_the_orchestrator(
 
 
 async def test_external_orchestrators_are_reached_from_any_node(
-    tmp_path: Path, postgres_url: str, redis_url: str
+    cluster: Cluster,
 ) -> None:
-    cluster = f"test-{uuid.uuid4().hex[:10]}"
-    ports = [free_port(), free_port()]
-
-    def start(name: str, port: int) -> Any:
-        return node_process(tmp_path, name, port, postgres_url, redis_url, cluster)
-
-    async with start("a", ports[0]) as a, start("b", ports[1]) as b:
+    async with cluster.node("a", 0) as a, cluster.node("b", 1) as b:
         env = {**os.environ, "AGENT_PORTAL_SECRET": SECRET}
         # fmt: off
         added = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent_portal", "project", "add", "ext", "--external",
-            "--database-url", postgres_url, "--data-dir", str(tmp_path / "cli"), env=env,
+            "--database-url", cluster.database_url, "--data-dir", str(cluster.tmp / "cli"), env=env,
         )
         # fmt: on
         assert await added.wait() == 0
@@ -332,15 +340,9 @@ async def test_external_orchestrators_are_reached_from_any_node(
 
 
 async def test_limits_and_connection_caps_are_cluster_wide(
-    tmp_path: Path, postgres_url: str, redis_url: str
+    cluster: Cluster,
 ) -> None:
-    cluster = f"test-{uuid.uuid4().hex[:10]}"
-    ports = [free_port(), free_port()]
-
-    def start(name: str, port: int) -> Any:
-        return node_process(tmp_path, name, port, postgres_url, redis_url, cluster)
-
-    async with start("a", ports[0]) as a, start("b", ports[1]) as b:
+    async with cluster.node("a", 0) as a, cluster.node("b", 1) as b:
         erin = token("erin")
         # Five sessions, three on one node and two on the other: the sixth is refused on either.
         sessions = [await client(node.url, "/portal", erin) for node in (a, a, a, b, b)]

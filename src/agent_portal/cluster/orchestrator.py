@@ -27,7 +27,7 @@ from agent_portal.cluster.node import ClusterNode
 from agent_portal.cluster.rpc import NodeGone, NodeRpc
 from agent_portal.errors import UnavailableError
 from agent_portal.orchestrator.embedded import EmbeddedOrchestrator
-from agent_portal.orchestrator.external import ExternalOrchestrators
+from agent_portal.orchestrator.external import ExternalOrchestrators, approval_command
 
 log = logging.getLogger(__name__)
 
@@ -260,10 +260,7 @@ class ClusterExternal:
     async def resolve_approval(
         self, project: str, request_id: str, approved: bool, user: Principal, comment: str | None
     ) -> dict[str, Any]:
-        args: dict[str, Any] = {"request_id": request_id, "approved": approved}
-        if comment:
-            args["comment"] = comment
-        return await self.run_command(project, "/approve" if approved else "/reject", args, user)
+        return await self.run_command(project, *approval_command(request_id, approved, comment), user)
 
     async def snapshot(self, project: str) -> dict[str, Any]:
         return await self.local.snapshot(project)

@@ -26,6 +26,14 @@ class ProjectProjection:
     cycles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def approval_command(request_id: str, approved: bool, comment: str | None) -> tuple[str, dict[str, Any]]:
+    """An approval, as the chat command an external orchestrator is sent for it."""
+    args: dict[str, Any] = {"request_id": request_id, "approved": approved}
+    if comment:
+        args["comment"] = comment
+    return ("/approve" if approved else "/reject"), args
+
+
 class ExternalOrchestrators:
     COMMAND_TIMEOUT = 30.0
 
@@ -130,10 +138,7 @@ class ExternalOrchestrators:
     async def resolve_approval(
         self, project: str, request_id: str, approved: bool, user: Principal, comment: str | None
     ) -> dict[str, Any]:
-        args: dict[str, Any] = {"request_id": request_id, "approved": approved}
-        if comment:
-            args["comment"] = comment
-        return await self.run_command(project, "/approve" if approved else "/reject", args, user)
+        return await self.run_command(project, *approval_command(request_id, approved, comment), user)
 
     async def snapshot(self, project: str) -> dict[str, Any]:
         p = self.projections.get(project, ProjectProjection())
