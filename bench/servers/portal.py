@@ -27,6 +27,8 @@ if __name__ == "__main__":
         serve(server_class, "portal (fallback: stock python-socketio)")
     else:
         from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+        from agent_portal.serving import tune_gc
 
+        tune_gc()  # as `agent-portal serve` does
         label = f"portal {server_class.__module__}.{server_class.__qualname__}"
         serve(server_class, label, ws=PortalWebSocketProtocol)

@@ -27,7 +27,7 @@ import uvicorn
 
 from agent_portal.app import create_app
 from agent_portal.gateway.wsproto import PortalWebSocketProtocol
-from agent_portal.serving import PortalServer
+from agent_portal.serving import PortalServer, tune_gc
 from agent_portal.settings import Settings
 from agent_portal.storage.store import ProjectRecord
 
@@ -91,6 +91,7 @@ async def main(
     )
     where = f" (cluster {cluster_name}, node {app.cluster.id})" if app.cluster is not None else ""
     print(f"product agent_portal.app.create_app{where} listening on 127.0.0.1:{port}", flush=True)
+    tune_gc()  # as `agent-portal serve` does
     await PortalServer(config, app.sio).serve(sockets=[sock])
 
 

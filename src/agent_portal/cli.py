@@ -239,9 +239,10 @@ async def _serve(settings: Settings) -> int:
     from agent_portal import logs
     from agent_portal.app import create_app
     from agent_portal.gateway.wsproto import PortalWebSocketProtocol
-    from agent_portal.serving import PortalServer
+    from agent_portal.serving import PortalServer, tune_gc
 
     logs.configure(settings.log_json)
+    tune_gc()
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only then (gateway/wsproto.py)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from typing import Any
@@ -18,6 +19,21 @@ import uvicorn
 from socketio import async_server
 
 log = logging.getLogger(__name__)
+
+# Young collections every 10,000 net allocations instead of Python's 700.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes for a process that holds thousands of long-lived connections.
+
+    Setting up a connection allocates a few hundred objects, so with Python's default the collector
+    ran a young pass every few connections and an older one soon after, each walking more as the
+    connections pile up. Measured (bench idle N = 10000, 3 alternating runs each): 1,551 -> 2,071
+    connections set up per second, RSS per connection unchanged (cycles are still collected).
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 IN_FLIGHT_GRACE_SECONDS = 5.0
 
