@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,17 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, postgres_url: str, redis_url: str) -> Cluster:
-    return Cluster(tmp_path, postgres_url, redis_url)
+def cluster(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Cluster]:
+    import redis
+
+    made = Cluster(tmp_path, postgres_url, redis_url)
+    yield made
+    # The nodes are gone; what they kept in Redis goes too.
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{made.name}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 async def client(url: str, namespace: str, user_token: str) -> Recorder:
