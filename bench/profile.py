@@ -1,7 +1,9 @@
-"""Samples a Python server with py-spy while it broadcasts at saturation, and sums where the time goes.
+"""Samples a Python server with py-spy during a workload's measured phase, and sums where the time goes.
 
     .venv/bin/python bench/profile.py --server stock --n 1000 --seconds 8
     .venv/bin/python bench/profile.py --server product-cluster2 --n 5000 --seconds 8
+    .venv/bin/python bench/profile.py --server portal --workload ack --n 50
+    .venv/bin/python bench/profile.py --server portal --workload idle --n 10000   # connection set-up
 
 Writes the raw collapsed stacks (flamegraph input) and a summary to --out; py-spy is pip-installed into
 the interpreter when missing. A cluster kind is sampled node by node (one py-spy per process, node 1
@@ -17,8 +19,16 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from driver import BENCH, CLUSTER_NODES, FULL, Case, Deployment, Mark, run_loadgen
+
+# The marks that open and close each workload's measured phase (bench/node/loadgen.js).
+PHASES = {
+    "broadcast": ("sat_start", "sat_end"),
+    "ack": ("ack_start", "ack_end"),
+    "idle": ("idle_before", "idle_after"),
+}
 
 # Substrings of a frame that place a sample in a bucket; the first bucket found from the leaf up wins.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
@@ -75,6 +85,7 @@ def summarize(raw: Path, top: int) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", default="stock", choices=["stock", "portal", "product", *CLUSTER_NODES])
+    p.add_argument("--workload", default="broadcast", choices=sorted(PHASES))
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--top", type=int, default=25)
@@ -84,7 +95,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     spy = py_spy(args.python)
-    tag = f"{args.server}-broadcast-{args.n}"
+    tag = f"{args.server}-{args.workload}-{args.n}"
+    start_mark, end_mark = PHASES[args.workload]
     profile = replace(FULL, duration_s=args.seconds + 1.0, latency_duration_s=0.5, min_latency_broadcasts=1)
     server = Deployment(args.server, args.python, out, tag)
     many = len(server.servers) > 1
@@ -92,24 +104,24 @@ def main() -> int:
     recorders: list[subprocess.Popen[bytes]] = []
 
     def on_mark(name: str) -> None:
-        if name == "sat_start":
+        if name == start_mark:
             for process, raw in zip(server.servers, raws, strict=True):
                 cmd = [spy, "record", "-p", str(process.proc.pid), "-d", str(args.seconds), "-r", "250"]
                 cmd += ["-f", "raw", "-o", str(raw), "--nonblocking"]
                 recorders.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        elif name == "sat_end":
+        elif name == end_mark:
             for recorder in recorders:
                 recorder.wait(timeout=30)
 
     try:
         server.wait_ready()
         result, marks = run_loadgen(
-            server, Case("broadcast", args.n), profile, out / f"{tag}.loadgen.log", on_mark
+            server, Case(args.workload, args.n), profile, out / f"{tag}.loadgen.log", on_mark
         )
     finally:
         server.stop()
-    text = f"{tag}: {result['saturation']['deliveries_per_s']:.0f} deliveries/s while sampled\n"
-    text += cpu_shares(marks["sat_start"], marks["sat_end"]) + "\n"
+    text = f"{tag}: {headline(args.workload, result)} while sampled\n"
+    text += cpu_shares(marks[start_mark], marks[end_mark]) + "\n"
     for i, raw in enumerate(raws):
         text += f"\n--- node {i + 1}{' (the publisher is on it)' if i == 0 else ''}\n" if many else "\n"
         text += summarize(raw, args.top) + "\n"
@@ -117,6 +129,14 @@ def main() -> int:
     print(text)
     print(f"wrote {', '.join(str(r) for r in raws)} and {out / f'{tag}.summary.txt'}")
     return 0
+
+
+def headline(workload: str, result: dict[str, Any]) -> str:
+    if workload == "broadcast":
+        return f"{result['saturation']['deliveries_per_s']:.0f} deliveries/s"
+    if workload == "ack":
+        return f"{result['ack']['acks_per_s']:.0f} acks/s"
+    return f"{result['idle']['setup_per_s']:.0f} connections set up/s"
 
 
 def cpu_shares(a: Mark, b: Mark) -> str:

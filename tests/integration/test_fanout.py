@@ -234,3 +234,32 @@ def test_an_event_encoded_from_its_arguments_matches_python_socketio(namespace: 
         sio_packet.EVENT, namespace=namespace, data=["test_output", data, "42"]
     ).encode()
     assert encode_event(namespace, with_last_argument(args, "42")) == with_offset
+
+
+async def test_frames_corked_in_one_iteration_all_arrive_before_a_server_side_close() -> None:
+    # wsproto.py corks frames until the end of the event-loop iteration; a disconnect made in the
+    # same iteration must still put every one of them on the wire before its CLOSE frame.
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async with running() as live:
+        url = live.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with connect(url) as ws:
+            assert str(await ws.recv()).startswith("0{")
+            await ws.send("40")
+            assert str(await ws.recv()).startswith("40{")
+            await ws.send('421["join"]')
+            assert await ws.recv() == "431[true]"
+            sid = await live.joined.get()
+            eio_sid = live.sio.manager.eio_sid_from_sid(sid, "/")
+            total = 200
+            for n in range(total):  # no await yields here: all of it is corked together
+                await live.sio.emit("n", n, to=sid)
+            await live.sio.disconnect(sid)  # the namespace's DISCONNECT ("41")
+            await live.sio.eio.close_session(eio_sid)  # then Engine.IO's CLOSE ("1") and the closing handshake
+            received: list[str] = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    received.append(str(await asyncio.wait_for(ws.recv(), 5)))
+        assert received == [f'42["n",{n}]' for n in range(total)] + ["41", "1"]
+        assert ws.close_code == 1000

@@ -3,8 +3,17 @@
 Replaces uvicorn's `websockets-sansio` protocol (pass `ws=PortalWebSocketProtocol` to uvicorn).
 Through ASGI every outgoing message is one `await send({...})` that frames the text again for
 each recipient: 24 % of stock python-socketio's broadcast time (docs/performance.md, profile).
-This class keeps uvicorn's handshake, receive path and close handling and adds `write_frame`:
-a broadcast frames its message once (`text_frame`) and hands the same bytes to every socket.
+This class keeps uvicorn's handshake and close handling and adds `write_frame`: a broadcast
+frames its message once (`text_frame`) and hands the same bytes to every socket.
+
+Frames are corked: `write_frame` collects them per connection, and one callback per event-loop
+iteration writes each connection's frames with one `write`. A write on a loopback or LAN socket
+makes the kernel wake the reading peer (`sock_def_readable`); written one by one, as they were
+produced, these wake-ups took 17.6 % of the server's CPU in the ack workload, against 3.9 % when
+the writes of an iteration go out together (`perf`, docs/performance.md). Corking also makes an
+event and its ack, or several broadcasts in one iteration, one system call per connection. Every
+other write of the connection (uvicorn's `send`, the closing handshake, shutdown) flushes first,
+so no frame is ever written behind a CLOSE.
 
 Server-to-client frames are unmasked, so one frame is valid on every connection, provided no
 per-connection extension rewrites it: permessage-deflate is therefore not negotiated (Node's
@@ -18,6 +27,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import weakref
 from asyncio.transports import BaseTransport
 from collections import deque
 from typing import Any
@@ -26,6 +36,7 @@ from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.frames import Frame
 from websockets.http11 import Request
 
 FRAME_WRITER = "agent_portal.frame_writer"
@@ -112,6 +123,36 @@ class _Flag:
         await waiter
 
 
+class _Cork:
+    """The connections with corked frames on one event loop, flushed by one callback."""
+
+    __slots__ = ("_loop", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[PortalWebSocketProtocol] = []
+
+    def add(self, protocol: PortalWebSocketProtocol) -> None:
+        if not self._waiting:
+            self._loop.call_soon(self._flush)
+        self._waiting.append(protocol)
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for protocol in waiting:
+            protocol.flush()
+
+
+_corks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Cork] = weakref.WeakKeyDictionary()
+
+
+def _cork_of(loop: asyncio.AbstractEventLoop) -> _Cork:
+    cork = _corks.get(loop)
+    if cork is None:
+        cork = _corks[loop] = _Cork(loop)
+    return cork
+
+
 class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
     """`WebSocketsSansIOProtocol` plus `write_frame` / `close_now` for the Engine.IO transport."""
 
@@ -129,6 +170,9 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
+        self._cork = _cork_of(self.loop)
+        self._corked: list[bytes] = []
+        self._corked_size = 0
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
@@ -148,6 +192,7 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][FRAME_WRITER] = self
 
     async def send(self, message: ASGISendEvent) -> None:
+        self.flush()  # what was corked goes first (a close above all)
         await super().send(message)
         if message["type"] == "websocket.accept":
             # The handshake's request and response (their headers) are not needed once it is sent;
@@ -165,17 +210,40 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         )
 
     def write_frame(self, frame: bytes) -> int:
-        """Writes one complete frame now; returns the bytes still buffered, or -1 if closed."""
+        """Writes one complete frame by the end of this event-loop iteration (corked, see the
+        module doc); returns the bytes not yet sent, or -1 if the connection is closed."""
         if not self.open:
             return -1
-        self.transport.write(frame)
-        return self.transport.get_write_buffer_size()
+        if not self._corked:
+            self._cork.add(self)
+        self._corked.append(frame)
+        self._corked_size += len(frame)
+        return self._corked_size + self.transport.get_write_buffer_size()
+
+    def flush(self) -> None:
+        """Writes the corked frames now (dropped if the connection closed meanwhile)."""
+        corked = self._corked
+        if not corked:
+            return
+        self._corked = []
+        self._corked_size = 0
+        if self.open:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+
+    def shutdown(self) -> None:
+        self.flush()
+        super().shutdown()
+
+    def handle_close(self, event: Frame) -> None:
+        self.flush()
+        super().handle_close(event)
 
     def close_now(self, code: int = 1000, reason: str = "") -> None:
         """Starts the closing handshake without waiting for the write buffer (uvicorn's
         `websocket.close` waits for it to drain, which a stalled client never lets happen)."""
         if not self.open:
             return
+        self.flush()
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
@@ -187,4 +255,6 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def abort(self) -> None:
         """Drops the connection and whatever is buffered for it (a slow consumer)."""
+        self._corked = []
+        self._corked_size = 0
         self.transport.abort()
