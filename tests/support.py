@@ -16,7 +16,7 @@ import uvicorn
 
 from agent_portal.app import PortalApp, create_app
 from agent_portal.auth.passwords import PasswordService
-from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
 from agent_portal.serving import PortalServer
 from agent_portal.settings import Settings
 from agent_portal.storage.store import ProjectRecord, UserRecord
@@ -153,7 +153,12 @@ async def live_server(settings: Settings, port: int = 0) -> AsyncIterator[LiveSe
     settings = replace(settings, host="127.0.0.1", port=port)
     app = await create_app(settings)
     config = uvicorn.Config(
-        app.asgi, lifespan="on", log_level="warning", ws_ping_interval=None, ws=PortalWebSocketProtocol
+        app.asgi,
+        lifespan="on",
+        log_level="warning",
+        ws_ping_interval=None,
+        http=PortalHttpProtocol,
+        ws=PortalWebSocketProtocol,
     )
     server = PortalServer(config, app.sio)
     task = asyncio.create_task(server.serve(sockets=[sock]))

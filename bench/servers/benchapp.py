@@ -80,14 +80,19 @@ def make_app(sio: socketio.AsyncServer) -> Callable[[Scope, Receive, Send], Awai
     return app
 
 
-def serve(server_class: type[socketio.AsyncServer], label: str, ws: type[Any] | None = None) -> None:
+def serve(
+    server_class: type[socketio.AsyncServer],
+    label: str,
+    ws: type[Any] | None = None,
+    http: type[Any] | None = None,
+) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = make_app(make_server(server_class))
     print(f"{label} listening on 127.0.0.1:{args.port}", flush=True)
     # uvicorn's defaults otherwise (uvloop, httptools, websockets-sansio when installed), one process;
-    # `ws` replaces uvicorn's WebSocket protocol class (the portal's frame-once protocol).
+    # `ws` and `http` replace uvicorn's protocol classes (the portal's, gateway/wsproto.py).
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -97,4 +102,5 @@ def serve(server_class: type[socketio.AsyncServer], label: str, ws: type[Any] | 
         lifespan="off",
         backlog=4096,
         **({"ws": ws} if ws is not None else {}),
+        **({"http": http} if http is not None else {}),
     )

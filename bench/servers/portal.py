@@ -26,9 +26,9 @@ if __name__ == "__main__":
         print(f"portal: FALLBACK to stock python-socketio: {why_not}", file=sys.stderr, flush=True)
         serve(server_class, "portal (fallback: stock python-socketio)")
     else:
-        from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+        from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
         from agent_portal.serving import tune_gc
 
         tune_gc()  # as `agent-portal serve` does
         label = f"portal {server_class.__module__}.{server_class.__qualname__}"
-        serve(server_class, label, ws=PortalWebSocketProtocol)
+        serve(server_class, label, ws=PortalWebSocketProtocol, http=PortalHttpProtocol)

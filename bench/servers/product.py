@@ -26,7 +26,7 @@ from pathlib import Path
 import uvicorn
 
 from agent_portal.app import create_app
-from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
 from agent_portal.serving import PortalServer, tune_gc
 from agent_portal.settings import Settings
 from agent_portal.storage.store import ProjectRecord
@@ -85,6 +85,7 @@ async def main(
         access_log=False,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=None,
+        http=PortalHttpProtocol,
         ws=PortalWebSocketProtocol,
         backlog=4096,
         timeout_graceful_shutdown=2,

@@ -238,7 +238,7 @@ async def _serve(settings: Settings) -> int:
 
     from agent_portal import logs
     from agent_portal.app import create_app
-    from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+    from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
     from agent_portal.serving import PortalServer, tune_gc
 
     logs.configure(settings.log_json)
@@ -267,6 +267,7 @@ async def _serve(settings: Settings) -> int:
         log_level="warning",
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=None,  # Engine.IO runs its own heartbeat
+        http=PortalHttpProtocol,  # lets go of upgraded connections (gateway/wsproto.py)
         ws=PortalWebSocketProtocol,  # frame-once broadcast writes (gateway/wsproto.py)
         timeout_graceful_shutdown=10,
     )

@@ -11,7 +11,7 @@ from typing import Any
 import socketio
 import uvicorn
 
-from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
 
 
 @asynccontextmanager
@@ -25,6 +25,7 @@ async def serve_engine(sio: Any, log_level: str = "warning") -> AsyncIterator[st
             lifespan="off",
             log_level=log_level,
             timeout_graceful_shutdown=1,
+            http=PortalHttpProtocol,
             ws=PortalWebSocketProtocol,
         )
     )

@@ -34,7 +34,7 @@ class Live:
 
 @asynccontextmanager
 async def running() -> AsyncIterator[Live]:
-    from agent_portal.gateway.wsproto import PortalWebSocketProtocol
+    from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
 
     sio = PortalSocketServer(async_mode="asgi", namespaces=["/"])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -56,6 +56,7 @@ async def running() -> AsyncIterator[Live]:
         lifespan="off",
         log_level="critical",
         timeout_graceful_shutdown=1,
+        http=PortalHttpProtocol,
         ws=PortalWebSocketProtocol,
     )
     server = uvicorn.Server(config)
@@ -256,10 +257,38 @@ async def test_frames_corked_in_one_iteration_all_arrive_before_a_server_side_cl
             for n in range(total):  # no await yields here: all of it is corked together
                 await live.sio.emit("n", n, to=sid)
             await live.sio.disconnect(sid)  # the namespace's DISCONNECT ("41")
-            await live.sio.eio.close_session(eio_sid)  # then Engine.IO's CLOSE ("1") and the closing handshake
+            await live.sio.eio.close_session(
+                eio_sid
+            )  # then Engine.IO's CLOSE ("1") and the closing handshake
             received: list[str] = []
             with pytest.raises(ConnectionClosed):
                 while True:
                     received.append(str(await asyncio.wait_for(ws.recv(), 5)))
         assert received == [f'42["n",{n}]' for n in range(total)] + ["41", "1"]
         assert ws.close_code == 1000
+
+
+async def test_an_upgraded_connection_leaves_no_http_protocol_for_the_cyclic_collector() -> None:
+    # wsproto.PortalHttpProtocol: once the connection is the WebSocket protocol's, the HTTP
+    # protocol must be freed by reference counting, not wait in a cycle for the collector.
+    import gc
+
+    from websockets.asyncio.client import connect
+
+    from agent_portal.gateway.wsproto import PortalHttpProtocol
+
+    def http_protocols() -> int:
+        return sum(isinstance(o, PortalHttpProtocol) for o in gc.get_objects())
+
+    async with running() as live:
+        url = live.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        gc.collect()
+        gc.disable()
+        try:
+            async with connect(url) as ws:
+                assert str(await ws.recv()).startswith("0{")
+                await ws.send("40")
+                assert str(await ws.recv()).startswith("40{")
+                assert http_protocols() == 0
+        finally:
+            gc.enable()
