@@ -292,3 +292,40 @@ async def test_an_upgraded_connection_leaves_no_http_protocol_for_the_cyclic_col
                 assert http_protocols() == 0
         finally:
             gc.enable()
+
+
+async def test_a_namespace_joined_on_the_websocket_still_sees_the_client_but_not_the_handshake() -> None:
+    # wstransport.forget_handshake: once on the WebSocket, a session's environ keeps the client's
+    # address and user agent for later namespace connects, and drops the rest of the request.
+    from websockets.asyncio.client import connect
+
+    async with running() as live:
+        seen: list[dict[str, Any]] = []
+
+        @live.sio.on("connect", namespace="/later")  # type: ignore[untyped-decorator]
+        async def later(sid: str, environ: dict[str, Any]) -> None:
+            seen.append({**environ, "headers": list(environ["asgi.scope"]["headers"])})
+
+        url = live.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with connect(url, user_agent_header="probe/1") as ws:
+            assert str(await ws.recv()).startswith("0{")
+            await ws.send("40/later,")
+            assert str(await ws.recv()).startswith("40/later,{")
+        (environ,) = seen
+        assert environ["HTTP_USER_AGENT"] == "probe/1"
+        assert environ["REMOTE_ADDR"] == "127.0.0.1"
+        assert "HTTP_SEC_WEBSOCKET_KEY" not in environ and "HTTP_UPGRADE" not in environ
+        assert {name for name, _ in environ["headers"]} == {b"host", b"user-agent"}
+
+
+async def test_a_session_upgraded_from_polling_keeps_only_the_kept_headers() -> None:
+    async with running() as live:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(live.url, headers={"User-Agent": "probe/2", "X-Extra": "1"}, wait_timeout=5)
+        async with asyncio.timeout(5):
+            while client.transport() != "websocket" or live.sio.eio.sockets[client.eio.sid].writer is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        environ = live.sio.environ[client.eio.sid]
+        assert environ["HTTP_USER_AGENT"] == "probe/2"
+        assert "HTTP_X_EXTRA" not in environ
+        await client.disconnect()

@@ -277,6 +277,8 @@ class PortalEngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     _async: dict[str, Any]
     start_service_task: bool
+    # Set by PortalSocketServer: the environ python-socketio keeps for a session.
+    environ_of: Callable[[str], Environ | None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -475,6 +477,9 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             namespaces=namespaces,
             **kwargs,
         )
+        # The Engine.IO sessions trim the environ kept here once they are on their WebSocket
+        # (wstransport.forget_handshake).
+        self.eio.environ_of = self.environ.get
         self._declared_namespaces: list[str] | str = self.namespaces
         # namespace_exists decides admission; the library's own test must then admit everything.
         self.namespaces = "*"
