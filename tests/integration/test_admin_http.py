@@ -64,6 +64,14 @@ async def test_audit_trail(server: LiveServer) -> None:
     action = await admin.wait_for("user_action", lambda a: a["action"] == "join")
     assert action["user_id"] == "alice" and action["resource"] == "demo" and action["success"] is True
     assert action["ip_address"] == "127.0.0.1" and action["user_agent"] == "audit-test/1.0"
+    # Through a trusted proxy (uvicorn trusts 127.0.0.1 by default) the audit has the client's
+    # address, not the proxy's.
+    proxied = await server.client(
+        "/portal", server.token("bob"), headers={"X-Forwarded-For": "203.0.113.7", "User-Agent": "proxied/1"}
+    )
+    await proxied.call("join_project", {"project_name": "demo"})
+    action = await admin.wait_for("user_action", lambda a: a["action"] == "join" and a["user_id"] == "bob")
+    assert action["ip_address"] == "203.0.113.7" and action["user_agent"] == "proxied/1"
     import socketio
 
     bad = socketio.AsyncClient(reconnection=False)
