@@ -33,6 +33,9 @@ class SocketContext:
     pid: str | None = None
     # The log offset its recovery session started after.
     recovery_since: int = 0
+    # Set once the disconnect has saved the recovery session: from then on a handler still in
+    # flight must not save it again (it would overwrite what the socket had at its disconnect).
+    session_closed: bool = False
 
     @property
     def user_id(self) -> str:

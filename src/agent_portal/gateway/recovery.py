@@ -265,8 +265,12 @@ class RecoveryLog:
         return secrets.token_hex(10)
 
     async def save(self, ctx: SocketContext, *, disconnected: bool = False) -> None:
-        if not ctx.pid or ctx.principal is None:
+        if not ctx.pid or ctx.principal is None or ctx.session_closed:
             return
+        # A handler that was still running when the socket dropped (a join that had published
+        # user_joined but not yet saved) would otherwise save the state left after the
+        # disconnect's clean-up, with no projects joined, over the session its recovery resumes.
+        ctx.session_closed = disconnected
         now = self._clock.now()
         state = {
             "since": ctx.recovery_since,
