@@ -443,11 +443,16 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
         }
     if case.workload == "ack":
         ack = result["ack"]
-        a, b = marks["ack_start"], marks["ack_end"]
+        a, b = marks["ack_t0"], marks["ack_t1"]  # the seconds whose acks are counted
+        server_cpu = b.server_cpu_s - a.server_cpu_s
+        wall = b.t - a.t
         return {
             "acks_per_s": ack["acks_per_s"],
             "p50_ms": ack["p50_ms"],
             "p99_ms": ack["p99_ms"],
+            "cpu_us_per_ack": server_cpu * 1e6 / max(1, ack["acks"]),
+            "server_cpu_pct": 100 * server_cpu / wall,
+            "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
             "other_cpu_pct": other_cpu_pct(a, b),
         }
     before, after = marks["idle_before"], marks["idle_after"]

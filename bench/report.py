@@ -29,6 +29,9 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("acks_per_s", "acks/s", True),
         ("p50_ms", "p50 ms", False),
         ("p99_ms", "p99 ms", False),
+        ("cpu_us_per_ack", "server CPU µs / ack", False),
+        ("server_cpu_pct", "server CPU %", True),
+        ("loadgen_cpu_pct", "load generator CPU %", False),
         ("other_cpu_pct", "other processes' CPU %", False),
     ],
     "idle": [

@@ -460,7 +460,13 @@ async function main() {
     await mark('ack_start');
     const t0 = nowUs() + cfg.warmup_s * 1e6;
     const t1 = t0 + cfg.duration_s * 1e6;
-    const replies = await workers.all(() => ({ cmd: 'ack', payload, t0, t1 }));
+    const pending = workers.all(() => ({ cmd: 'ack', payload, t0, t1 }));
+    // the server's CPU time is read over the counted seconds only, not the warm-up
+    await sleep(Math.max(0, t0 - nowUs()) / 1000);
+    await mark('ack_t0');
+    await sleep(Math.max(0, t1 - nowUs()) / 1000);
+    await mark('ack_t1');
+    const replies = await pending;
     await mark('ack_end');
     const rtts = [];
     for (const r of replies) for (const v of r.rtts) rtts.push(v);
