@@ -368,6 +368,8 @@ class PortalEngineServer(engineio.AsyncServer):  # type: ignore[misc]
     start_service_task: bool
     # Set by PortalSocketServer: the environ python-socketio keeps for a session.
     environ_of: Callable[[str], Environ | None] | None = None
+    # Set by PortalSocketServer: takes a MESSAGE's data without awaiting, or declines (False).
+    message_now: Callable[[str, str], bool] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -583,6 +585,10 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self.connect_timeout = connect_timeout
         self._connect_deadlines: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._handling: set[asyncio.Task[None]] = set()
+        if self.async_handlers:
+            # Handlers in order, awaited one by one (async_handlers off), need the read loop.
+            self.eio.message_now = self._event_now
 
     def namespace_exists(self, namespace: str) -> bool:
         if self._namespace_exists is not None:
@@ -627,6 +633,31 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             logger.warning("closing Engine.IO session %s: %s", eio_sid, exc)
             self._binary_packet.pop(eio_sid, None)
             await self.eio.close_session(eio_sid)
+
+    def _event_now(self, eio_sid: str, data: str) -> bool:
+        """A Socket.IO EVENT dispatched without awaiting, from the WebSocket's `data_received`
+        (gateway/wstransport.py): what `_handle_eio_message` and `_handle_event` do with one, up
+        to starting its handler's task. Anything else, and anything they would refuse, is left
+        to them (False), so their checks and their errors stay the only ones."""
+        if data[:1] != "2" or eio_sid in self._binary_packet:
+            return False
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except ProtocolViolation:
+            return False
+        if pkt.packet_type != sio_packet.EVENT:
+            return False
+        namespace = pkt.namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not self.manager.is_connected(sid, namespace):
+            return False
+        self.logger.info('received event "%s" from %s [%s]', pkt.data[0], sid, namespace)
+        task = self.start_background_task(
+            self._handle_event_internal, self, sid, eio_sid, pkt.data, namespace, pkt.id
+        )
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+        return True
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Environ) -> Any:
         # Private in python-socketio, wrapped: starts the connect timeout (Node's connectTimeout).

@@ -15,6 +15,14 @@ event and its ack, or several broadcasts in one iteration, one system call per c
 other write of the connection (uvicorn's `send`, the closing handshake, shutdown) flushes first,
 so no frame is ever written behind a CLOSE.
 
+Once the handshake is done the connection parses the client's frames itself (`data_received`):
+a complete, unfragmented text or binary frame is unmasked and delivered without websockets'
+generator parser, and without uvicorn pausing and resuming the socket's reading around every
+message (two `epoll_ctl` calls each). Every other frame (control, fragmented, unmasked,
+oversized, reserved bits) is handed, whole, to websockets, which stays the judge of the protocol.
+A session may take its text messages straight from `data_received` (`receive_with`), which
+spares each message the trip through the ASGI receive queue and the app's read loop.
+
 `PortalHttpProtocol` (uvicorn's `http=`) is uvicorn's httptools protocol, which lets go of a
 connection once it has handed it to the WebSocket protocol (see the class).
 
@@ -33,6 +41,7 @@ import struct
 import weakref
 from asyncio.transports import BaseTransport
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
@@ -42,11 +51,18 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.frames import Frame
 from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.speedups import apply_mask
 
 FRAME_WRITER = "agent_portal.frame_writer"
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
+_OP_TEXT = 0x1
+_OP_BINARY = 0x2
+
+# Takes a client's text message at once; False leaves it (and what follows) to the app's read loop.
+Receiver = Callable[[str], bool]
 
 
 def _frame(first: int, payload: bytes) -> bytes:
@@ -177,6 +193,10 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         self._cork = _cork_of(self.loop)
         self._corked: list[bytes] = []
         self._corked_size = 0
+        # Unparsed bytes of the next frame while we parse frames ourselves; None while websockets
+        # parses them (the handshake, and for good once it has taken over).
+        self._rx: bytearray | None = None
+        self.receiver: Receiver | None = None
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
@@ -202,6 +222,127 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
             # The handshake's request and response (their headers) are not needed once it is sent;
             # the app keeps what it needs from the scope. ~3 KB per idle connection.
             self.request = self.response = None  # type: ignore[assignment]
+            self._parse_frames_ourselves()
+
+    # --- receiving --------------------------------------------------------------------------------
+
+    def _parse_frames_ourselves(self) -> None:
+        # Only from a frame boundary: websockets' parser holds nothing and waits for a new frame
+        # (its innermost generator is StreamReader.at_eof). A client that sent frames before the
+        # handshake's answer may have left it mid-frame; that connection stays with websockets.
+        conn = self.conn
+        if conn.state is not State.OPEN or conn.reader.buffer or conn.current_size is not None:
+            return
+        generator: Any = conn.parser  # a generator; typed as its Generator protocol only
+        while generator.gi_yieldfrom is not None:
+            generator = generator.gi_yieldfrom
+        if generator.gi_code.co_name == "at_eof":
+            self._rx = bytearray()
+
+    @property
+    def parses_frames(self) -> bool:
+        return self._rx is not None
+
+    def receive_with(self, receiver: Receiver | None) -> bool:
+        """Hands the following text messages to `receiver` as they arrive, until it returns False
+        (see `_deliver`). Refused while messages wait in the app's queue, which go first."""
+        if receiver is not None and not self.queue.empty():
+            return False
+        self.receiver = receiver
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        rx = self._rx
+        if rx is None:
+            super().data_received(data)
+            return
+        buf: bytes | bytearray
+        if rx:
+            rx += data
+            buf = rx
+        else:
+            buf = data
+        end = len(buf)
+        pos = 0
+        limit = self.conn.max_message_size
+        # RFC 6455 §5.2; a client's frame is masked, so its header is at least 6 bytes.
+        while end - pos >= 6:
+            first = buf[pos]
+            length = buf[pos + 1] & 0x7F
+            start = pos + 6
+            if length == 126:
+                if end - pos < 8:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                start = pos + 8
+            elif length == 127:
+                if end - pos < 14:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                start = pos + 14
+            if not buf[pos + 1] & 0x80 or (limit is not None and length > limit):
+                # unmasked or too large: websockets refuses it with the right close code
+                self._give_up_parsing(buf[pos:])
+                return
+            stop = start + length
+            if stop > end:
+                break
+            opcode = first & 0x0F
+            if first & 0xF0 == 0x80 and opcode in (_OP_TEXT, _OP_BINARY) and self.conn.current_size is None:
+                self._deliver(opcode == _OP_TEXT, apply_mask(buf[start:stop], buf[start - 4 : start]))
+                if self._rx is None or self.transport.is_closing():
+                    return  # refused (invalid UTF-8) or closed by what the message did
+            else:
+                super().data_received(bytes(buf[pos:stop]))
+                if self.conn.parser_exc is not None or self.conn.close_rcvd is not None:
+                    # failed (uvicorn has closed) or closing: websockets discards the rest
+                    self._give_up_parsing(b"" if self.conn.parser_exc else buf[stop:])
+                    return
+            pos = stop
+        if buf is rx:
+            del rx[:pos]
+        elif pos < end:
+            rx += buf[pos:]
+
+    def _give_up_parsing(self, rest: bytes | bytearray) -> None:
+        self._rx = None
+        self.receiver = None
+        if rest:
+            super().data_received(bytes(rest))
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn's, for the messages websockets parsed (fragmented ones, or before we parse).
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        self._deliver(self.curr_msg_data_type == "text", data)
+
+    def _deliver(self, text: bool, data: bytes) -> None:
+        if self.close_sent:
+            # As uvicorn: past `websocket.close` messages are dropped; reading goes on until the
+            # peer's close reply arrives.
+            return
+        if text:
+            try:
+                decoded = data.decode()
+            except UnicodeDecodeError:
+                self.logger.warning("Invalid UTF-8 sequence received from client.")
+                self.conn.send_close(1007)
+                self._rx = None
+                self.receiver = None
+                self.handle_parser_exception()
+                return
+            receiver = self.receiver
+            if receiver is not None:
+                if receiver(decoded):
+                    return
+                self.receiver = None  # ordering: from here on the read loop takes everything
+            self.queue.put_nowait({"type": "websocket.receive", "text": decoded})
+        else:
+            self.receiver = None
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     @property
     def open(self) -> bool:

@@ -1,0 +1,334 @@
+"""The receive side of PortalWebSocketProtocol (gateway/wsproto.py) and the Engine.IO sessions
+that take messages straight from it (gateway/wstransport.py), driven by a raw TCP client that
+frames by hand: frames split at every byte, every length encoding, fragments with a ping in
+between, frames websockets must refuse, and packets that must keep their order across the
+direct path and the session's read loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import socketio
+import uvicorn
+
+from agent_portal.gateway.engine import PortalSocketServer
+from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+
+
+@dataclass
+class Live:
+    port: int
+    server: uvicorn.Server
+
+    def protocols(self) -> list[PortalWebSocketProtocol]:
+        return [c for c in self.server.server_state.connections if isinstance(c, PortalWebSocketProtocol)]
+
+
+@asynccontextmanager
+async def running() -> AsyncIterator[Live]:
+    sio = PortalSocketServer(async_mode="asgi", namespaces=["/", "/other"])
+
+    async def echo(sid: str, data: Any = None) -> Any:
+        return data
+
+    sio.on("echo", echo)
+    sio.on("echo", echo, namespace="/other")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        socketio.ASGIApp(sio),
+        lifespan="off",
+        log_level="critical",
+        timeout_graceful_shutdown=1,
+        http=PortalHttpProtocol,
+        ws=PortalWebSocketProtocol,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        yield Live(sock.getsockname()[1], server)
+    finally:
+        server.should_exit = True
+        await sio.shutdown()
+        await task
+        sock.close()
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
+    """A client frame (RFC 6455 §5.2), masked with a random key unless told otherwise."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        head = bytes((first, mask_bit | length))
+    elif length < 65536:
+        head = struct.pack("!BBH", first, mask_bit | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, mask_bit | 127, length)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def text(packet: str) -> bytes:
+    return frame(TEXT, packet.encode())
+
+
+class RawClient:
+    """An Engine.IO v4 / Socket.IO v5 client on a bare TCP connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, namespaces: Iterable[str] = ("/",)) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        client = cls(reader, writer)
+        _, payload = await client.next_frame()
+        assert payload.startswith(b"0{"), payload  # Engine.IO OPEN
+        for namespace in namespaces:
+            await client.join(namespace)
+        return client
+
+    async def join(self, namespace: str) -> None:
+        self.send(text("40" if namespace == "/" else f"40{namespace},"))
+        assert (await self.next_text()).startswith("40"), namespace
+
+    def send(self, data: bytes, chunk: int | None = None) -> None:
+        if chunk is None:
+            self.writer.write(data)
+            return
+        for i in range(0, len(data), chunk):
+            self.writer.write(data[i : i + chunk])
+
+    async def send_slowly(self, data: bytes, chunk: int) -> None:
+        # one write per chunk, each drained, so the server reads them as separate segments
+        for i in range(0, len(data), chunk):
+            self.writer.write(data[i : i + chunk])
+            await self.writer.drain()
+            await asyncio.sleep(0)
+
+    async def next_frame(self, timeout: float = 5) -> tuple[int, bytes]:
+        async def read() -> tuple[int, bytes]:
+            first, second = await self.reader.readexactly(2)
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+            return first & 0x0F, await self.reader.readexactly(length)
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def next_text(self) -> str:
+        while True:
+            opcode, payload = await self.next_frame()
+            if opcode == TEXT:
+                message = payload.decode()
+                if message != "2":  # an Engine.IO ping
+                    return message
+            assert opcode != CLOSE, payload
+
+    async def close_code(self) -> int:
+        """Reads until the server's close frame, and returns its code."""
+        while True:
+            opcode, payload = await self.next_frame()
+            if opcode == CLOSE:
+                return int(struct.unpack("!H", payload[:2])[0]) if payload else 1005
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def event(ack: int, data: Any, namespace: str = "/") -> bytes:
+    prefix = "" if namespace == "/" else f"{namespace},"
+    return text(f"42{prefix}{ack}" + json.dumps(["echo", data]))
+
+
+def ack_of(ack: int, data: Any, namespace: str = "/") -> str:
+    prefix = "" if namespace == "/" else f"{namespace},"
+    return f"43{prefix}{ack}" + json.dumps([data], separators=(",", ":"))
+
+
+async def test_the_connection_parses_its_frames_itself_once_the_handshake_is_done() -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            (protocol,) = live.protocols()
+            # Without this the direct path below is never taken (websockets changed its parser?):
+            # everything still works, through uvicorn's queue, but every test here would pass
+            # without testing it.
+            assert protocol.parses_frames
+            assert protocol.receiver is not None, "the session takes its messages directly"
+            client.send(event(1, "hello"))
+            assert await client.next_text() == ack_of(1, "hello")
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 7, 64, 1000])
+async def test_events_split_at_any_byte_arrive_whole_and_in_order(chunk: int) -> None:
+    # 125 / 126 / 65535 / 65536 bytes: the last 7-bit length, both ends of the 16-bit one, and
+    # the 64-bit one (RFC 6455 §5.2 payload length).
+    sizes = [0, 1, 100, 115, 116, 200, 65525, 65526, 70000]
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            data = b"".join(event(i, "x" * size) for i, size in enumerate(sizes))
+            if chunk < 64:
+                await client.send_slowly(data[:3000], chunk)  # every boundary of the small ones
+                client.send(data[3000:], 4096)
+            else:
+                await client.send_slowly(data, chunk)
+            for i, size in enumerate(sizes):
+                assert await client.next_text() == ack_of(i, "x" * size)
+        finally:
+            client.close()
+
+
+async def test_a_fragmented_message_with_a_ping_between_its_fragments_keeps_its_place() -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            whole = ('42{}["echo","' + "f" * 300 + '"]').format(2).encode()
+            client.send(
+                event(1, "before")
+                + frame(TEXT, whole[:10], fin=False)
+                + frame(PING, b"are you there")
+                + frame(CONT, whole[10:200], fin=False)
+                + frame(CONT, whole[200:])
+                + event(3, "after"),
+                chunk=3,
+            )
+            # the pong is written at once, the acks when their handlers have run
+            frames = [await client.next_frame() for _ in range(4)]
+            assert (PONG, b"are you there") in frames
+            acks = [payload.decode() for opcode, payload in frames if opcode == TEXT]
+            assert acks == [ack_of(1, "before"), ack_of(2, "f" * 300), ack_of(3, "after")]
+        finally:
+            client.close()
+
+
+async def test_packets_keep_their_order_across_the_direct_path_and_the_read_loop() -> None:
+    # The namespace CONNECT goes through the session's read loop (its handler is awaited); the
+    # events written right behind it, in the same segment, must wait for it and not be dropped
+    # as events for a namespace the socket has not joined.
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            client.send(
+                event(1, "a")
+                + text("40/other,")
+                + event(2, "b", "/other")
+                + event(3, "c")
+                + event(4, "d", "/other")
+            )
+            replies = [await client.next_text() for _ in range(5)]
+            assert replies[0] == ack_of(1, "a")
+            assert replies[1].startswith("40/other,")
+            assert replies[2:] == [ack_of(2, "b", "/other"), ack_of(3, "c"), ack_of(4, "d", "/other")]
+            (protocol,) = live.protocols()
+            await asyncio.sleep(0.05)
+            assert protocol.receiver is not None, "the direct path resumes once the loop caught up"
+            client.send(event(5, "e", "/other"))
+            assert await client.next_text() == ack_of(5, "e", "/other")
+        finally:
+            client.close()
+
+
+async def test_a_binary_event_and_its_attachment_take_the_read_loop_in_order() -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            client.send(
+                event(1, "a")
+                + text('451-7["echo",{"_placeholder":true,"num":0}]')
+                + frame(BINARY, b"\x00\x01\x02")
+                + event(8, "b")
+            )
+            assert await client.next_text() == ack_of(1, "a")
+            assert await client.next_text() == '461-7[{"_placeholder":true,"num":0}]'
+            opcode, payload = await client.next_frame()
+            assert (opcode, payload) == (BINARY, b"\x00\x01\x02")
+            assert await client.next_text() == ack_of(8, "b")
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (frame(TEXT, b'42["echo","\xff\xfe"]'), 1007),  # not UTF-8
+        (frame(TEXT, b'42["echo"]', masked=False), 1002),  # a client must mask
+        (frame(TEXT, b'42["echo"]', rsv=4), 1002),  # reserved bit, no extension
+        (frame(CONT, b"stray"), 1002),  # continuation of nothing
+        (frame(TEXT, b"a", fin=False) + frame(TEXT, b"b"), 1002),  # new message inside a fragmented one
+        (frame(0x3, b""), 1002),  # reserved opcode
+        (frame(PING, b"x" * 126), 1002),  # control frames carry at most 125 bytes
+    ],
+    ids=["invalid-utf8", "unmasked", "rsv", "stray-cont", "interleaved", "opcode", "long-ping"],
+)
+async def test_a_frame_that_breaks_rfc_6455_closes_its_connection_with_the_rfc_code(
+    bad: bytes, code: int
+) -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        other = await RawClient.open(live.port)
+        try:
+            client.send(event(1, "fine"))
+            assert await client.next_text() == ack_of(1, "fine")
+            client.send(bad + event(2, "never"))
+            assert await client.close_code() == code
+            other.send(event(3, "unaffected"))
+            assert await other.next_text() == ack_of(3, "unaffected")
+        finally:
+            client.close()
+            other.close()
+
+
+async def test_a_frame_larger_than_the_limit_is_refused_before_its_payload_arrives() -> None:
+    async with running() as live:
+        limit = live.server.config.ws_max_size
+        client = await RawClient.open(live.port)
+        try:
+            header = struct.pack("!BBQ", 0x81, 0x80 | 127, limit + 1) + os.urandom(4)
+            client.send(header)  # no payload follows: the header alone must be enough
+            assert await client.close_code() == 1009
+        finally:
+            client.close()
+
+
+async def test_the_client_closing_handshake_is_answered_and_later_bytes_are_ignored() -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            client.send(event(1, "last"))
+            assert await client.next_text() == ack_of(1, "last")
+            client.send(frame(CLOSE, struct.pack("!H", 1000) + b"bye") + event(2, "ignored"))
+            assert await client.close_code() == 1000
+            assert await asyncio.wait_for(client.reader.read(), 5) == b"", "then the server hangs up"
+        finally:
+            client.close()
