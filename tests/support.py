@@ -182,3 +182,10 @@ def free_port() -> int:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return replace(Settings(data_dir=data_dir, secret="s" * 48, log_json=False), **overrides)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Waits for a state that neither library signals (a poll pending, a connection gone)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent_portal.gateway.engine import PortalSocketServer
+from support import until
 
 JS = Path(__file__).resolve().parents[1] / "js"
 SHORT_PINGS = {"ping_interval": 0.3, "ping_timeout": 0.2}
@@ -106,13 +107,6 @@ async def assert_closed(ws: ClientConnection) -> None:
     with pytest.raises(ConnectionClosed):
         while True:
             assert await recv(ws) in ("1", "2"), "nothing but CLOSE (or a ping) before closing"
-
-
-async def until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
-    # Neither library signals "a poll is now pending" or "the client upgraded", so look briefly.
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 # --- Engine.IO v4: handshake ------------------------------------------------------------------

@@ -7,13 +7,14 @@ direct path and the session's read loop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ import uvicorn
 
 from agent_portal.gateway.engine import PortalSocketServer
 from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
+from support import until
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
@@ -30,20 +32,27 @@ TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 class Live:
     port: int
     server: uvicorn.Server
+    sio: PortalSocketServer
+    disconnects: list[str] = field(default_factory=list)
 
     def protocols(self) -> list[PortalWebSocketProtocol]:
         return [c for c in self.server.server_state.connections if isinstance(c, PortalWebSocketProtocol)]
 
 
 @asynccontextmanager
-async def running() -> AsyncIterator[Live]:
-    sio = PortalSocketServer(async_mode="asgi", namespaces=["/", "/other"])
+async def running(**options: Any) -> AsyncIterator[Live]:
+    sio = PortalSocketServer(async_mode="asgi", namespaces=["/", "/other"], **options)
+    disconnects: list[str] = []
 
     async def echo(sid: str, data: Any = None) -> Any:
         return data
 
+    async def disconnect(sid: str, reason: str) -> None:
+        disconnects.append(reason)
+
     sio.on("echo", echo)
     sio.on("echo", echo, namespace="/other")
+    sio.on("disconnect", disconnect)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
@@ -60,7 +69,7 @@ async def running() -> AsyncIterator[Live]:
         while not server.started:
             assert not task.done(), "uvicorn did not start"
             await asyncio.sleep(0.01)
-        yield Live(sock.getsockname()[1], server)
+        yield Live(sock.getsockname()[1], server, sio, disconnects)
     finally:
         server.should_exit = True
         await sio.shutdown()
@@ -330,5 +339,60 @@ async def test_the_client_closing_handshake_is_answered_and_later_bytes_are_igno
             client.send(frame(CLOSE, struct.pack("!H", 1000) + b"bye") + event(2, "ignored"))
             assert await client.close_code() == 1000
             assert await asyncio.wait_for(client.reader.read(), 5) == b"", "then the server hangs up"
+        finally:
+            client.close()
+
+
+def suspended_handlers() -> list[str]:
+    return [
+        obj.__qualname__
+        for obj in gc.get_objects()
+        if asyncio.iscoroutine(obj) and "_websocket_handler" in obj.__qualname__ and obj.cr_frame is not None
+    ]
+
+
+async def test_an_idle_session_holds_no_asgi_call_chain_and_still_does_everything() -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            (protocol,) = live.protocols()
+            # the app's task (uvicorn's run_asgi) has ended, the connection has not
+            assert protocol.detached and not protocol.tasks
+            assert suspended_handlers() == []
+            client.send(event(1, "direct"))
+            assert await client.next_text() == ack_of(1, "direct")
+            client.send(text("40/other,"))  # declined: wakes the session's read loop
+            assert (await client.next_text()).startswith("40/other,")
+            client.send(event(2, "after the wake", "/other"))
+            assert await client.next_text() == ack_of(2, "after the wake", "/other")
+            await asyncio.sleep(0.05)
+            assert suspended_handlers() == [], "parked again once the queue was empty"
+        finally:
+            client.close()
+        await until(lambda: live.disconnects == ["transport close"])  # "/" has the handler
+
+
+async def test_a_parked_session_answers_heartbeats_and_outlives_many_ping_intervals() -> None:
+    async with running(ping_interval=0.1, ping_timeout=0.3) as live:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(f"http://127.0.0.1:{live.port}", transports=["websocket"])
+        try:
+            await asyncio.sleep(1.5)  # 15 pings, each PONG taken without waking the session
+            assert client.connected and live.disconnects == []
+            assert await client.call("echo", "alive", timeout=5) == "alive"
+        finally:
+            await client.disconnect()
+
+
+async def test_a_parked_session_closed_by_the_server_closes_its_connection() -> None:
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            (sid,) = list(live.sio.manager.rooms["/"][None])
+            await live.sio.eio.close_session(live.sio.manager.eio_sid_from_sid(sid, "/"))
+            assert await client.close_code() == 1000
+            client.send(frame(CLOSE, struct.pack("!H", 1000)))  # the closing handshake's reply
+            await until(lambda: live.protocols() == [])
+            assert live.disconnects == ["server disconnect"]
         finally:
             client.close()

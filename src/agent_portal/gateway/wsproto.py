@@ -47,6 +47,7 @@ from typing import Any
 from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame
@@ -86,19 +87,24 @@ def binary_frame(data: bytes) -> bytes:
 class _Inbox:
     """What uvicorn's protocol uses of its `asyncio.Queue` (put_nowait, get, empty), without the
     queue's other three deques and its Event: ~2.5 KB less per idle connection. One reader only:
-    the ASGI app's receive loop."""
+    the ASGI app's receive loop, or a parked session's (`on_put`, see `PortalWebSocketProtocol.park`)."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "on_put")
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self.on_put: Callable[[], None] | None = None  # called once, on the next put
 
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        on_put = self.on_put
+        if on_put is not None:
+            self.on_put = None
+            on_put()
 
     async def get(self) -> Any:
         while not self._items:
@@ -188,7 +194,8 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         # extension and this class need not build a second one.
         config.ws_per_message_deflate = False
         super().__init__(config, server_state, app_state, _loop)
-        self.queue = _Inbox()  # type: ignore[assignment]
+        self._inbox = _Inbox()
+        self.queue = self._inbox  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
         self._cork = _cork_of(self.loop)
         self._corked: list[bytes] = []
@@ -197,6 +204,26 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         # parses them (the handshake, and for good once it has taken over).
         self._rx: bytearray | None = None
         self.receiver: Receiver | None = None
+        # The session has parked (see `park`): the app's return no longer closes the connection.
+        self.detached = False
+
+    async def run_asgi(self) -> None:
+        # uvicorn's, except at the end: a parked session's app returns with the connection open.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and not self.detached:
+            self.transport.close()
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
@@ -249,6 +276,20 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         if receiver is not None and not self.queue.empty():
             return False
         self.receiver = receiver
+        return True
+
+    def park(self, receiver: Receiver, wake: Callable[[], None]) -> bool:
+        """`receive_with(receiver)`, and the app may return without closing the connection.
+
+        An idle session otherwise holds its whole ASGI call chain, suspended in `receive()`:
+        about 20 coroutines and their frames, ~8 KB per connection (docs/performance.md,
+        memory). A parked session lets that chain end; whatever then comes for the app's
+        queue (a message `receiver` declines, the disconnect) calls `wake` once, and the
+        session reads its queue again with `receive()` until it can park again."""
+        if not self.receive_with(receiver):
+            return False
+        self.detached = True
+        self._inbox.on_put = wake
         return True
 
     def data_received(self, data: bytes) -> None:

@@ -49,6 +49,9 @@ SLOW_CONSUMER = "slow consumer: more than 1 MiB waiting to be sent"
 
 _FRAME = "_portal_frame"
 
+# The read loops of parked sessions woken by their connection (held until they end).
+_reading: set[asyncio.Task[None]] = set()
+
 # The request headers a session keeps once it is on its WebSocket, for the connect handlers of
 # namespaces it joins later: the gateway records the user agent (and the client address, which
 # is not a header); Host, Origin and X-Forwarded-For are kept for handlers that check them.
@@ -73,6 +76,7 @@ class FrameWriter(Protocol):
     def close_now(self, code: int = 1000, reason: str = "") -> None: ...
     def abort(self) -> None: ...
     def receive_with(self, receiver: Callable[[str], bool] | None) -> bool: ...
+    def park(self, receiver: Callable[[str], bool], wake: Callable[[], None]) -> bool: ...
 
 
 def frame_of(pkt: Any) -> bytes:
@@ -112,6 +116,7 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         self._queued_bytes = 0
         self._close_reason: str | None = None
         self._closing_task: asyncio.Task[None] | None = None
+        self._ws: Any = None  # the session's WebSocket (the library's wrapper) while it reads
 
     # The library gives every session a send queue (an asyncio.Queue: four deques and an Event,
     # ~3 KB) that a session writing straight to its WebSocket no longer uses once it has switched
@@ -249,9 +254,20 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self.connected = True
             self.upgraded = True
         self._switch_to(writer)
+        self._ws = ws
+        # The first packet is nearly always a namespace CONNECT, which only this loop handles:
+        # read it here rather than park and be woken for it at once.
+        await self._read_loop(writer, park=False)
+
+    async def _read_loop(self, writer: FrameWriter, park: bool = True) -> None:
+        """Handles what the connection queued for the app, until the session can park again
+        (`FrameWriter.park`: the call chain that awaited this returns, and the connection calls
+        `_wake` when there is more) or the connection is over."""
+        ws = self._ws
         while True:
-            if self.server.message_now is not None:
-                writer.receive_with(self._receive_now)  # refused while messages wait in the queue
+            if park and self.server.message_now is not None and writer.park(self._receive_now, self._wake):
+                return
+            park = True
             pkt = await self._read(ws)
             if pkt is None:
                 break
@@ -265,14 +281,27 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                 logger.exception("error handling a packet from Engine.IO session %s", self.sid)
         writer.receive_with(None)
         writer.close_now()
+        self._ws = None
         await self.close(
             wait=False, abort=True, reason=self._close_reason or self.server.reason.TRANSPORT_CLOSE
         )
+
+    def _wake(self) -> None:
+        writer = self.writer
+        if writer is None or self._ws is None:
+            return
+        task = asyncio.ensure_future(self._read_loop(writer))
+        _reading.add(task)
+        task.add_done_callback(_reading.discard)
 
     def _receive_now(self, text: str) -> bool:
         """An Engine.IO MESSAGE handed over at once by the connection (see the module doc), or
         False to leave it to the read loop. Called from `data_received`: never raises."""
         message_now = self.server.message_now
+        if text == "3":
+            # PONG: what the library's receive does with it, without waking a parked session
+            self.schedule_ping()
+            return True
         if message_now is None or self.closed or text[:1] != "4":
             return False
         if len(text) > self.server.max_http_buffer_size:
