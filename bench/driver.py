@@ -455,10 +455,13 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
             "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
             "other_cpu_pct": other_cpu_pct(a, b),
         }
-    before, after = marks["idle_before"], marks["idle_after"]
+    before, connected, after = marks["idle_before"], marks["idle_connected"], marks["idle_after"]
+    setup_cpu = connected.server_cpu_s - before.server_cpu_s
     return {
         "rss_per_conn_kb": (after.server_rss - before.server_rss) / case.n / 1024,
         "setup_per_s": result["idle"]["setup_per_s"],
+        "setup_cpu_us": setup_cpu * 1e6 / case.n,
+        "setup_cpu_pct": 100 * setup_cpu / max(1e-9, connected.t - before.t),
         "other_cpu_pct": other_cpu_pct(before, after),
     }
 

@@ -27,7 +27,7 @@ from driver import BENCH, CLUSTER_NODES, FULL, Case, Deployment, Mark, run_loadg
 PHASES = {
     "broadcast": ("sat_start", "sat_end"),
     "ack": ("ack_start", "ack_end"),
-    "idle": ("idle_before", "idle_after"),
+    "idle": ("idle_before", "idle_connected"),
 }
 
 # Substrings of a frame that place a sample in a bucket; the first bucket found from the leaf up wins.

@@ -37,12 +37,15 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
     "idle": [
         ("rss_per_conn_kb", "RSS KB / connection", False),
         ("setup_per_s", "connections set up / s", True),
+        ("setup_cpu_us", "server CPU µs / connection set up", False),
+        ("setup_cpu_pct", "server CPU % during set-up", True),
         ("other_cpu_pct", "other processes' CPU %", False),
     ],
 }
 # Rows that only describe the run; no ratio is shown for them.
 INFORMATIONAL = {
     "server_cpu_pct",
+    "setup_cpu_pct",
     "loadgen_cpu_pct",
     "other_cpu_pct",
     "redis_cpu_pct",

@@ -484,6 +484,7 @@ async function main() {
     const parts = split(cfg.n, cfg.loadgen_workers);
     const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', urls, n: parts[i], room: null, concurrency })));
     if (conn.ok !== cfg.n) throw new Error(`only ${conn.ok}/${cfg.n} idle clients connected: ${conn.lastError}`);
+    await mark('idle_connected');
     await sleep(cfg.settle_s * 1000);
     await mark('idle_after');
     const status = await workers.all(() => ({ cmd: 'status' }));
