@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import socketio
 import uvicorn
+from websockets.http11 import Request
 
 from agent_portal.gateway.engine import PortalSocketServer
 from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
@@ -359,6 +360,8 @@ async def test_an_idle_session_holds_no_asgi_call_chain_and_still_does_everythin
             # the app's task (uvicorn's run_asgi) has ended, the connection has not
             assert protocol.detached and not protocol.tasks
             assert suspended_handlers() == []
+            # nor the handshake: websockets' handshake parser is gone, and the request it parsed
+            assert [o for o in gc.get_objects() if isinstance(o, Request)] == []
             client.send(event(1, "direct"))
             assert await client.next_text() == ack_of(1, "direct")
             client.send(text("40/other,"))  # declined: wakes the session's read loop

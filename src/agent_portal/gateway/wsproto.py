@@ -52,7 +52,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.frames import Frame
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.speedups import apply_mask
 
 FRAME_WRITER = "agent_portal.frame_writer"
@@ -263,8 +263,16 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         generator: Any = conn.parser  # a generator; typed as its Generator protocol only
         while generator.gi_yieldfrom is not None:
             generator = generator.gi_yieldfrom
-        if generator.gi_code.co_name == "at_eof":
-            self._rx = bytearray()
+        if generator.gi_code.co_name != "at_eof":
+            return
+        self._rx = bytearray()
+        # websockets' server parser is the handshake's then the frames' (`Protocol.parse`), and
+        # keeps the parsed handshake request in its frame for the connection's life: 2.2 KB per
+        # connection (docs/performance.md, memory). At this boundary the frames' parser alone
+        # takes over, from the same state; the old one is closed.
+        old, conn.parser = conn.parser, Protocol.parse(conn)
+        next(conn.parser)
+        old.close()
 
     @property
     def parses_frames(self) -> bool:
