@@ -19,7 +19,9 @@ protocol's `data_received` (`_receive_now`) and a Socket.IO event is dispatched 
 the server's `message_now`, instead of through the ASGI receive queue and this session's read
 loop. Whatever `message_now` declines (any other packet, anything invalid) goes to the read loop,
 and so does everything after it until the loop has caught up, so a socket's packets are still
-handled in the order they arrived.
+handled in the order they arrived. While nothing waits for it, the read loop is not kept at all:
+the session parks (`PortalWebSocketProtocol.park`), the ASGI request that carried the WebSocket
+returns, and the connection starts a new read loop (`_wake`) when something is queued for it.
 
 Each session's outbound buffer is capped (`OUTBOUND_LIMIT`, 1 MiB like Centrifugo's): a consumer
 that lets more pile up is disconnected with the reason `SLOW_CONSUMER`, so it neither grows the
