@@ -339,6 +339,7 @@ class _Reporter:
     work: AgentWork
     _pending: list[tuple[str, str]] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
+    _waiting: bool = False  # the flusher is still in its sleep, holding nothing
 
     async def progress(self, percent: int) -> None:
         if self.work.kind != "task":
@@ -356,7 +357,11 @@ class _Reporter:
             self._flusher = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(OUTPUT_FLUSH_SECONDS)
+        self._waiting = True
+        try:
+            await asyncio.sleep(OUTPUT_FLUSH_SECONDS)
+        finally:
+            self._waiting = False
         await self.flush()
 
     async def flush(self) -> None:
@@ -382,8 +387,13 @@ class _Reporter:
         await self.orchestrator.apply(self.work.project_name, record)
 
     async def close(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            # Only a flusher still asleep may be cancelled: one that is flushing has taken its
+            # chunks out of `_pending`, and cancelling its save lost them (the end of a test
+            # run's output, whenever the save was slow: test_e2e_monitoring under load).
+            if self._waiting:
+                flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+                await flusher
         await self.flush()
