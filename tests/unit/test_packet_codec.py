@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import pytest
 from engineio import json as eio_json
+from hypothesis import given
+from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
 from agent_portal.gateway.engine import PacketJson, PortalPacket
@@ -41,7 +45,11 @@ def test_encoding_matches_the_library(data: Any) -> None:
             with pytest.raises(TypeError):
                 PortalPacket(kind, data=data, namespace="/n", id=7).encode()
             continue
-        assert PortalPacket(kind, data=data, namespace="/n", id=7).encode() == theirs
+        ours = PortalPacket(kind, data=data, namespace="/n", id=7).encode()
+        if ours.isascii():
+            assert ours == theirs
+        else:  # beyond ASCII we send UTF-8 where the library sends \u escapes: the same JSON
+            assert ours[:5] == theirs[:5] and json.loads(ours[5:]) == json.loads(theirs[5:])
 
 
 @pytest.mark.parametrize(
@@ -63,3 +71,50 @@ def test_what_the_library_refuses_is_refused(text: str) -> None:
 def test_other_arguments_still_reach_the_json_module() -> None:
     assert PacketJson.dumps({"b": 1, "a": 2}, sort_keys=True) == '{"a": 2, "b": 1}'
     assert PacketJson.loads(b'{"a": 1}') == {"a": 1}
+
+
+# JSON values as clients send them, with what orjson treats differently from the stdlib: integers
+# past 64 bits, and every kind of text (surrogates included).
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_what_we_write_reads_back_as_the_library_writes_it(value: Any) -> None:
+    theirs = json.dumps(value, separators=(",", ":"))
+    assert json.loads(PacketJson.dumps(value, separators=(",", ":"))) == json.loads(theirs)
+    assert PacketJson.loads(theirs) == eio_json.loads(theirs)
+
+
+def _outcome(loads: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "ok", loads(text)
+    except ValueError:
+        return "refused", None
+
+
+@given(st.text(alphabet='[]{}",:.-+eE0123456789 \\tnul\ud800\u00e9aN', max_size=30))
+def test_any_text_is_read_or_refused_as_the_library_does(text: str) -> None:
+    ours, theirs = _outcome(PacketJson.loads, text), _outcome(eio_json.loads, text)
+    if ours[0] == theirs[0] == "ok" and isinstance(ours[1], float) and math.isnan(ours[1]):
+        return
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "text", ["[18446744073709551616]", "[-9223372036854775809]", "[" + "1" * 30 + "]", '"\\udfff"', "[1e309]"]
+)
+def test_what_orjson_reads_otherwise_gets_the_library_answer(text: str) -> None:
+    assert repr(PacketJson.loads(text)) == repr(eio_json.loads(text))
+
+
+def test_nan_and_infinity_are_sent_as_null_not_as_invalid_json() -> None:
+    # as Node's JSON.stringify: the stdlib's NaN and Infinity are refused by every JSON parser
+    assert PacketJson.dumps([math.nan, math.inf, -math.inf], separators=(",", ":")) == "[null,null,null]"
