@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import socketio
 import uvicorn
+from socketio import packet as sio_packet
 from websockets.http11 import Request
 
-from agent_portal.gateway.engine import PortalSocketServer
+from agent_portal.gateway.engine import PortalPacket, PortalSocketServer
 from agent_portal.gateway.wsproto import PortalHttpProtocol, PortalWebSocketProtocol
 from support import until
 
@@ -397,5 +398,18 @@ async def test_a_parked_session_closed_by_the_server_closes_its_connection() -> 
             client.send(frame(CLOSE, struct.pack("!H", 1000)))  # the closing handshake's reply
             await until(lambda: live.protocols() == [])
             assert live.disconnects == ["server disconnect"]
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("namespace", ["/", "/other"])
+async def test_an_ack_is_written_as_the_library_encodes_it(namespace: str) -> None:
+    data = {"é": [1, -2.5, None, "\u2028"], "big": 2**70}
+    async with running() as live:
+        client = await RawClient.open(live.port, namespaces=[namespace])
+        try:
+            client.send(event(123, data, namespace))
+            expected = PortalPacket(sio_packet.ACK, namespace=namespace, id=123, data=[data]).encode()
+            assert await client.next_text() == "4" + expected
         finally:
             client.close()
