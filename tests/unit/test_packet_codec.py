@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from engineio import json as eio_json
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from agent_portal.gateway.engine import PacketJson, PortalPacket
+from agent_portal.gateway.engine import PacketJson, PortalPacket, parse_event
 
 SAMPLES: list[Any] = [
     None,
@@ -118,3 +118,40 @@ def test_what_orjson_reads_otherwise_gets_the_library_answer(text: str) -> None:
 def test_nan_and_infinity_are_sent_as_null_not_as_invalid_json() -> None:
     # as Node's JSON.stringify: the stdlib's NaN and Infinity are refused by every JSON parser
     assert PacketJson.dumps([math.nan, math.inf, -math.inf], separators=(",", ":")) == "[null,null,null]"
+
+
+# Socket.IO packet texts as clients (and attackers) write them: any type digit, namespaces with
+# odd characters, ids of any length or digit kind, attachments, and payloads of any shape.
+PACKET_TEXTS = st.builds(
+    lambda kind, attachments, namespace, ack, payload: f"{kind}{attachments}{namespace}{ack}{payload}",
+    st.sampled_from("2222220123456"),  # mostly EVENTs, the packets parse_event reads
+    st.sampled_from(["", "", "", "1-", "12-"]),
+    st.sampled_from(["", "/", "/chat,", "/a?x=1,", "/[[,", "/no-comma", "/é,"]),
+    st.sampled_from(["", "0", "7", "007", "1" * 18, "1" * 19, "1" * 101, "\u0661"]),
+    st.one_of(
+        st.sampled_from(
+            ["", " []", "[]", '["connect"]', '["e"', "[1]", '["e",{"_placeholder":true,"num":0}]']
+        ),
+        JSON_VALUES.map(lambda v: json.dumps(["event", v])),
+        JSON_VALUES.map(json.dumps),
+    ),
+)
+
+
+@settings(max_examples=1000)
+@given(PACKET_TEXTS)
+def test_parse_event_reads_what_portal_packet_reads_or_leaves_it(text: str) -> None:
+    parsed = parse_event(text, PacketJson.loads)
+    if parsed is None:
+        return  # PortalPacket decides
+    packet = PortalPacket(encoded_packet=text)
+    assert packet.packet_type == sio_packet.EVENT
+    assert parsed == (packet.namespace or "/", packet.id, packet.data)
+
+
+@pytest.mark.parametrize(
+    "text", ['2["e"]', '2["e",{"a":1}]', '2/chat,["e"]', '212["e"]', '2/chat,7["e",null]', '2/,3["x"]']
+)
+def test_parse_event_reads_the_plain_events_itself(text: str) -> None:
+    packet = PortalPacket(encoded_packet=text)
+    assert parse_event(text, PacketJson.loads) == (packet.namespace or "/", packet.id, packet.data)

@@ -32,6 +32,7 @@ from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from agent_portal.gateway.fanout import FanoutManager
+from agent_portal.gateway.wsproto import text_frame
 from agent_portal.gateway.wstransport import DirectWebSocketSocket
 
 logger = logging.getLogger(__name__)
@@ -517,6 +518,45 @@ def _check_packet(packet_type: int, ack_id: int | None, data: Any, attachments: 
         _check_placeholders(data, attachments)
 
 
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def parse_event(text: str, loads: Callable[[str], Any]) -> tuple[str, int | None, list[Any]] | None:
+    """The namespace, ack id and data of a text Socket.IO EVENT (`2[/ns,][id][...]`), or None.
+
+    What `PortalPacket(encoded_packet=text)` would give, for the plain events clients send, in a
+    third of its time: the packet object, python-socketio's general decode and `_check_packet`
+    were 5 of an ack's 22 us (the ack workload, docs/performance.md). None for anything else
+    (attachments, a query in the namespace, an id of more than 18 digits, space before the data,
+    bad JSON, an event the rules refuse): the caller then leaves the packet to `PortalPacket`,
+    which decides, and refuses, as before."""
+    if text[:1] != "2":
+        return None
+    namespace = "/"
+    pos = 1
+    if text[1:2] == "/":
+        comma = text.find(",", 1)
+        if comma < 0:
+            return None
+        namespace = text[1:comma]
+        if "?" in namespace:
+            return None
+        pos = comma + 1
+    start = pos
+    end = len(text)
+    while pos < end and text[pos] in _ASCII_DIGITS:
+        pos += 1
+    if pos - start > 18 or text[pos : pos + 1] != "[" or json_too_deep(text):
+        return None
+    try:
+        data = loads(text[pos:])
+    except ValueError:
+        return None
+    if type(data) is not list or not data or type(data[0]) is not str or data[0] in RESERVED_EVENTS:
+        return None
+    return namespace, int(text[start:pos]) if pos > start else None, data
+
+
 def _bounded_int(text: str) -> int:
     # python-engineio's rule for JSON integers (its json module's parse_int): at most 100 digits
     if len(text) > 100:
@@ -635,6 +675,7 @@ class PortalPacket(sio_packet.Packet):  # type: ignore[misc]
 class _HandlerCall:
     coro: Any  # the handler's coroutine, not started
     cancelled_is_none: bool
+    task: asyncio.Task[None] | None = None  # the task running it, held in _handling until it ends
 
 
 class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
@@ -690,8 +731,9 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._coroutine_handlers: dict[Any, bool] = {}
         # ACKs are written as text only while packets encode as the library's do
         self._plain_acks = self.packet_class.encode is sio_packet.Packet.encode
-        if self.async_handlers:
-            # Handlers in order, awaited one by one (async_handlers off), need the read loop.
+        if self.async_handlers and self.packet_class.decode is PortalPacket.decode:
+            # Handlers in order, awaited one by one (async_handlers off), need the read loop, and
+            # so do the packets of another serializer (parse_event reads PortalPacket's).
             self.eio.message_now = self._event_now
 
     def namespace_exists(self, namespace: str) -> bool:
@@ -743,28 +785,25 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         (gateway/wstransport.py): what `_handle_eio_message` and `_handle_event` do with one, up
         to starting its handler's task. Anything else, and anything they would refuse, is left
         to them (False), so their checks and their errors stay the only ones."""
-        if data[:1] != "2" or eio_sid in self._binary_packet:
+        if eio_sid in self._binary_packet:
             return False
-        try:
-            pkt = self.packet_class(encoded_packet=data)
-        except ProtocolViolation:
+        parsed = parse_event(data, self.packet_class.json.loads)
+        if parsed is None:
             return False
-        if pkt.packet_type != sio_packet.EVENT:
-            return False
-        namespace = pkt.namespace or "/"
+        namespace, ack_id, args = parsed
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if not self.manager.is_connected(sid, namespace):
             return False
-        event = pkt.data[0]
+        event = args[0]
         self.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
-        call = self._handler_call(event, namespace, (sid, *pkt.data[1:]))
+        call = self._handler_call(event, namespace, (sid, *args[1:]))
+        loop = asyncio.get_running_loop()
         if call is None:
-            coro = self._handle_event_internal(self, sid, eio_sid, pkt.data, namespace, pkt.id)
+            task = loop.create_task(self._handle_event_internal(self, sid, eio_sid, args, namespace, ack_id))
+            task.add_done_callback(self._handling.discard)
         else:
-            coro = self._run_event(call, eio_sid, namespace, pkt.id)
-        task = asyncio.get_running_loop().create_task(coro)
+            task = call.task = loop.create_task(self._run_event(call, eio_sid, namespace, ack_id))
         self._handling.add(task)
-        task.add_done_callback(self._handling.discard)
         return True
 
     # The EVENT -> handler -> ACK path is python-socketio's (_handle_event_internal, _trigger_event,
@@ -800,6 +839,9 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             if not call.cancelled_is_none:
                 raise
             result = None
+        finally:
+            # instead of a done callback, which costs a turn of the event loop per event
+            self._handling.discard(call.task)
         if ack_id is None or result == self.not_handled:
             return
         data = [] if result is None else list(result) if isinstance(result, tuple) else [result]
@@ -819,9 +861,9 @@ class PortalSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             or self.packet_class.data_is_binary(data)
         ):
             return False
-        text = "3" if namespace == "/" else "3" + namespace + ","
+        text = "43" if namespace == "/" else "43" + namespace + ","  # Engine.IO MESSAGE, Socket.IO ACK
         text += str(ack_id) + self.packet_class.json.dumps(data, separators=(",", ":"))
-        socket.send_now(eio_packet.Packet(eio_packet.MESSAGE, text))
+        socket.write_frame(socket.writer, text_frame(text))
         return True
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
