@@ -114,6 +114,14 @@ class Case:
         return f"{self.workload}-{self.n}"
 
 
+# Marks taken only once the servers' CPU has gone quiet (the idle workload's teardown): the driver
+# waits for a window of IDLE_WINDOW_S with under IDLE_CPU_FRACTION of a core used.
+AFTER_SERVER_IDLE = {"idle_closed"}
+IDLE_WINDOW_S = 0.3
+IDLE_CPU_FRACTION = 0.03
+IDLE_WAIT_MAX_S = 180.0
+
+
 @dataclass
 class Mark:
     name: str
@@ -320,6 +328,21 @@ class Deployment:
         labels = [s.label() for s in self.servers]
         return labels[0] if len(labels) == 1 else " + ".join(labels)
 
+    def wait_until_idle(self) -> float:
+        """Waits until the servers have used (almost) no CPU for IDLE_WINDOW_S; returns when that
+        quiet window began, i.e. when they finished what they were doing."""
+        deadline = time.monotonic() + IDLE_WAIT_MAX_S
+        history: list[tuple[float, float]] = []
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            history.append((now, sum(s.cpu_s() for s in self.servers)))
+            window = [(t, cpu) for t, cpu in history if t >= now - IDLE_WINDOW_S]
+            t0, cpu0 = window[0]
+            if now - t0 >= IDLE_WINDOW_S * 0.9 and history[-1][1] - cpu0 < IDLE_WINDOW_S * IDLE_CPU_FRACTION:
+                return t0
+            time.sleep(0.02)
+        raise RuntimeError(f"server still busy {IDLE_WAIT_MAX_S} s after the clients closed")
+
     def sample(self, name: str, loadgen: psutil.Process) -> Mark:
         each = [s.cpu_s() for s in self.servers]
         return Mark(
@@ -391,7 +414,10 @@ def run_loadgen(
             for line in proc.stdout:
                 if line.startswith("MARK "):
                     name = line[5:].strip()
+                    quiet_since = server.wait_until_idle() if name in AFTER_SERVER_IDLE else None
                     marks[name] = server.sample(name, ps)
+                    if quiet_since is not None:
+                        marks[name] = replace(marks[name], t=quiet_since)
                     if on_mark is not None:
                         on_mark(name)
                     proc.stdin.write("OK\n")
@@ -456,13 +482,17 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
             "other_cpu_pct": other_cpu_pct(a, b),
         }
     before, connected, after = marks["idle_before"], marks["idle_connected"], marks["idle_after"]
+    closing, closed = marks["idle_closing"], marks["idle_closed"]
     setup_cpu = connected.server_cpu_s - before.server_cpu_s
+    dropped = result["idle"]["closed"]
     return {
         "rss_per_conn_kb": (after.server_rss - before.server_rss) / case.n / 1024,
         "setup_per_s": result["idle"]["setup_per_s"],
         "setup_cpu_us": setup_cpu * 1e6 / case.n,
         "setup_cpu_pct": 100 * setup_cpu / max(1e-9, connected.t - before.t),
         "other_cpu_pct": other_cpu_pct(before, after),
+        "teardown_per_s": dropped / max(1e-9, closed.t - closing.t),
+        "teardown_cpu_us": (closed.server_cpu_s - closing.server_cpu_s) * 1e6 / dropped,
     }
 
 

@@ -40,6 +40,8 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("setup_cpu_us", "server CPU µs / connection set up", False),
         ("setup_cpu_pct", "server CPU % during set-up", True),
         ("other_cpu_pct", "other processes' CPU %", False),
+        ("teardown_per_s", "disconnects handled / s (all drop at once)", True),
+        ("teardown_cpu_us", "server CPU µs / disconnect", False),
     ],
 }
 # Rows that only describe the run; no ratio is shown for them.

@@ -244,6 +244,10 @@ function runWorker() {
       case 'ack':
         reply = await ackLoop(m.payload, m.t0, m.t1);
         break;
+      case 'close_all': // every client drops its connection at once (the idle workload's teardown)
+        for (const c of clients) c.close();
+        reply = { closed: clients.length };
+        break;
       case 'status':
         reply = { received, open: clients.filter((c) => c.connected).length,
           unexpectedCloses: clients.filter((c) => c.unexpectedClose).length };
@@ -492,6 +496,12 @@ async function main() {
       connections: conn.ok, setup_seconds: conn.seconds, setup_per_s: conn.per_s,
       open_after_settle: status.reduce((s, r) => s + r.open, 0) - warm.ok,
     };
+    // Teardown: all N + warm-up clients drop at once; the driver takes `idle_closed` once the
+    // server's CPU has gone quiet, i.e. once it has handled every disconnect.
+    await mark('idle_closing');
+    const closed = await workers.all(() => ({ cmd: 'close_all' }));
+    result.idle.closed = closed.reduce((s, r) => s + r.closed, 0);
+    await mark('idle_closed');
   } else {
     throw new Error(`unknown workload ${cfg.workload}`);
   }
