@@ -413,3 +413,24 @@ async def test_an_ack_is_written_as_the_library_encodes_it(namespace: str) -> No
             assert await client.next_text() == "4" + expected
         finally:
             client.close()
+
+
+async def test_the_handshake_response_keeps_uvicorns_headers_and_is_followed_by_the_open_packet() -> None:
+    async with running() as live:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        try:
+            writer.write(
+                b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).lower()
+            assert head.startswith(b"http/1.1 101")
+            # the accept key of RFC 6455's own example key
+            assert b"sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in head
+            assert head.count(b"\r\ndate: ") == 1 and b"\r\nserver: uvicorn" in head
+            client = RawClient(reader, writer)
+            _, payload = await client.next_frame()
+            assert payload.startswith(b"0{") and b'"sid"' in payload  # Engine.IO OPEN
+        finally:
+            writer.close()
