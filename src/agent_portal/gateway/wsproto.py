@@ -245,12 +245,15 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         self.flush()  # what was corked goes first (a close above all)
-        if message["type"] == "websocket.accept" and not self.handshake_complete:
+        if (
+            message["type"] == "websocket.accept"
+            and not self.handshake_complete
+            and self.initial_response is None
+        ):
             await self.writable.wait()
             if self.disconnected:
                 raise ClientDisconnected()
-            if self.initial_response is None:
-                self._accept(message)
+            self._accept(message)
         else:
             await super().send(message)
         if message["type"] == "websocket.accept":
