@@ -91,6 +91,11 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--out", default=str(BENCH / "results" / "profile"))
     p.add_argument("--python", default=sys.executable)
+    p.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples of the thread holding the GIL: Python's CPU, without threads that wait",
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,7 +112,7 @@ def main() -> int:
         if name == start_mark:
             for process, raw in zip(server.servers, raws, strict=True):
                 cmd = [spy, "record", "-p", str(process.proc.pid), "-d", str(args.seconds), "-r", "250"]
-                cmd += ["-f", "raw", "-o", str(raw), "--nonblocking"]
+                cmd += ["-f", "raw", "-o", str(raw), "--nonblocking"] + (["--gil"] if args.gil else [])
                 recorders.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         elif name == end_mark:
             for recorder in recorders:
