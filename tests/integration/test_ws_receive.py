@@ -185,7 +185,7 @@ def ack_of(ack: int, data: Any, namespace: str = "/") -> str:
 
 
 async def test_the_connection_parses_its_frames_itself_once_the_handshake_is_done() -> None:
-    async with running() as live:
+    async with running(proto=0) as live:
         client = await RawClient.open(live.port)
         try:
             (protocol,) = live.protocols()
@@ -354,7 +354,7 @@ def suspended_handlers() -> list[str]:
 
 
 async def test_an_idle_session_holds_no_asgi_call_chain_and_still_does_everything() -> None:
-    async with running() as live:
+    async with running(proto=0) as live:
         client = await RawClient.open(live.port)
         try:
             (protocol,) = live.protocols()
@@ -432,5 +432,79 @@ async def test_the_handshake_response_keeps_uvicorns_headers_and_is_followed_by_
             client = RawClient(reader, writer)
             _, payload = await client.next_frame()
             assert payload.startswith(b"0{") and b'"sid"' in payload  # Engine.IO OPEN
+        finally:
+            writer.close()
+
+
+UPGRADE = (
+    b"GET /socket.io/?EIO=4&transport=websocket&x=%C3%A9 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nUser-Agent: Probe/1\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+)
+
+
+async def test_a_plain_upgrade_taken_from_httptools_gets_what_websockets_gives() -> None:
+    # The first request is taken over from httptools' parse (wsproto.plain_upgrade); the second,
+    # with a subprotocol offered (which websockets ignores: none is served), goes through
+    # websockets' parse. Both must get the same 101 and give the app the same environ.
+    requests = [UPGRADE + b"\r\n", UPGRADE + b"Sec-WebSocket-Protocol: chat\r\n\r\n"]
+    async with running() as live:
+        environs: list[dict[str, Any]] = []
+
+        async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+            environs.append(environ)
+
+        live.sio.on("connect", connect)
+        heads: list[list[bytes]] = []
+        taken: list[bool] = []  # whether the request was taken over (no websockets Request)
+        for request in requests:
+            reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+            try:
+                writer.write(request)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                heads.append([line for line in head.split(b"\r\n") if not line.startswith(b"date: ")])
+                client = RawClient(reader, writer)
+                _, payload = await client.next_frame()
+                assert payload.startswith(b"0{"), payload
+                (protocol,) = live.protocols()
+                taken.append(protocol._accept_key is not None)
+                await client.join("/")
+            finally:
+                writer.close()
+            await until(lambda: not live.protocols())
+        assert taken == [True, False]
+        assert heads[0] == heads[1]
+        assert heads[0][0] == b"HTTP/1.1 101 Switching Protocols"
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in heads[0]
+        fast, slow = environs
+        for key in (
+            "REQUEST_METHOD",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "HTTP_USER_AGENT",
+            "HTTP_HOST",
+            "REMOTE_ADDR",
+        ):
+            assert fast[key] == slow[key], key
+        assert fast["QUERY_STRING"] == "EIO=4&transport=websocket&x=%C3%A9"
+        fast_scope, slow_scope = fast["asgi.scope"], slow["asgi.scope"]
+        for key in ("type", "scheme", "path", "raw_path", "query_string", "server", "root_path"):
+            assert fast_scope[key] == slow_scope[key], key
+        assert (
+            fast_scope["headers"]
+            == slow_scope["headers"]
+            == [(b"host", b"127.0.0.1"), (b"user-agent", b"Probe/1")]
+        )
+        assert slow_scope["subprotocols"] == ["chat"] and fast_scope["subprotocols"] == []
+
+
+async def test_a_refused_upgrade_still_gets_websockets_answer() -> None:
+    async with running() as live:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        try:
+            writer.write(UPGRADE.replace(b"Version: 13", b"Version: 8") + b"\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 400"), head
         finally:
             writer.close()

@@ -24,7 +24,8 @@ A session may take its text messages straight from `data_received` (`receive_wit
 spares each message the trip through the ASGI receive queue and the app's read loop.
 
 `PortalHttpProtocol` (uvicorn's `http=`) is uvicorn's httptools protocol, which lets go of a
-connection once it has handed it to the WebSocket protocol (see the class).
+connection once it has handed it to the WebSocket protocol (see the class). It also hands over
+a plain upgrade request without having websockets parse it a second time (`plain_upgrade`).
 
 Server-to-client frames are unmasked, so one frame is valid on every connection, provided no
 per-connection extension rewrites it: permessage-deflate is therefore not negotiated (Node's
@@ -35,8 +36,11 @@ scope under `extensions[FRAME_WRITER]`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
+import re
 import socket
 import struct
 import weakref
@@ -44,9 +48,11 @@ from asyncio.transports import BaseTransport
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected, get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -55,6 +61,7 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.speedups import apply_mask
+from websockets.utils import accept_key
 
 FRAME_WRITER = "agent_portal.frame_writer"
 
@@ -207,6 +214,8 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         self.receiver: Receiver | None = None
         # The session has parked (see `park`): the app's return no longer closes the connection.
         self.detached = False
+        # Sec-WebSocket-Accept of a request taken over from the HTTP protocol (`take_over`).
+        self._accept_key: str | None = None
 
     async def run_asgi(self) -> None:
         # uvicorn's, except at the end: a parked session's app returns with the connection open.
@@ -228,14 +237,53 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
-        # An event followed by its ack is two writes; with Nagle on, the second waits for the
-        # client's delayed ACK: ~44 ms per reply (measured with python-socketio's client). asyncio
-        # sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and a listening socket made
-        # with socket.socket() has proto 0 (so do the connections it accepts); uvloop sets it always.
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _no_delay(transport)
+
+    def take_over(self, http: HttpToolsProtocol, accept: str) -> None:
+        """`connection_made` and the handshake's `handle_connect`, from what uvicorn's HTTP
+        protocol has parsed: the request `plain_upgrade` passed, whose `Sec-WebSocket-Accept` is
+        `accept`. Where uvicorn writes the request out again for websockets to parse, and reads
+        the addresses of the socket again (two system calls), this builds the same scope from
+        the HTTP protocol's; the answer to the handshake is written by `_accept`."""
+        transport = http.transport
+        self.connections.add(self)
+        self.transport = transport
+        self.server, self.client = http.server, http.client
+        self.scheme = "wss" if http.scheme == "https" else "ws"
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
+        _no_delay(transport)
+        self._accept_key = accept
+        self.request = None  # type: ignore[assignment]
+        self.handshake_initiated = True
+        # websockets' parser is waiting for the request line; it will be given frames only.
+        conn = self.conn
+        old, conn.parser = conn.parser, Protocol.parse(conn)
+        next(conn.parser)
+        old.close()
+        raw_path, _, query_string = http.url.partition(b"?")
+        extensions: Any = {"websocket.http.response": {}, FRAME_WRITER: self}
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": self.root_path,
+            "path": self.root_path + unquote(raw_path.decode("ascii")),
+            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "query_string": query_string,
+            "headers": http.headers,
+            "subprotocols": [],
+            "state": http.scope["state"],  # the HTTP scope's copy, which is dropped
+            "extensions": extensions,
+        }
+        self.queue.put_nowait({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        task.add_done_callback(self.on_task_complete)
+        self.tasks.add(task)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -272,20 +320,34 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
                 get_client_addr(self.scope),
                 get_path_with_query_string(self.scope),
             )
-        headers = [
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in (self.default_headers + list(message.get("headers", [])))
-        ]
+        extra = self.default_headers + list(message.get("headers", []))
         subprotocol = message.get("subprotocol")
-        if subprotocol:
-            headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        del self.response.headers["Date"]
-        self.response.headers.update(headers)
-        if self.transport.is_closing():
-            return
-        self.handshake_complete = True
-        self.conn.send_response(self.response)
-        response = b"".join(self.conn.data_to_send())
+        if self._accept_key is not None:
+            if self.transport.is_closing():
+                return
+            # websockets' 101 (its `accept`: Upgrade, Connection, Sec-WebSocket-Accept) with
+            # uvicorn's headers and the app's, as below, written without a Response object.
+            lines = [_SWITCHING, self._accept_key.encode(), b"\r\n"]
+            for name, value in extra:
+                lines += (name.lower(), b": ", value, b"\r\n")
+            if subprotocol:
+                lines += (b"Sec-WebSocket-Protocol: ", subprotocol.encode(), b"\r\n")
+            lines.append(b"\r\n")
+            response = b"".join(lines)
+            self.handshake_complete = True
+            self.conn.state = State.OPEN  # as websockets' `send_response` of a 101
+            self.conn.logger.info("connection open")
+        else:
+            headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in extra]
+            if subprotocol:
+                headers.append(("Sec-WebSocket-Protocol", subprotocol))
+            del self.response.headers["Date"]
+            self.response.headers.update(headers)
+            if self.transport.is_closing():
+                return
+            self.handshake_complete = True
+            self.conn.send_response(self.response)
+            response = b"".join(self.conn.data_to_send())
         if not self._corked:
             self._cork.add(self)
         self._corked.append(response)
@@ -506,6 +568,94 @@ class PortalHttpProtocol(HttpToolsProtocol):
     """
 
     def handle_websocket_upgrade(self) -> None:
-        super().handle_websocket_upgrade()
+        kind: Any = self.ws_protocol_class
+        accept = None
+        if isinstance(kind, type) and issubclass(kind, PortalWebSocketProtocol):
+            accept = plain_upgrade(self.scope, self.url, self.headers)
+        if accept is None:
+            # uvicorn writes the request out again for websockets to parse, and judge
+            super().handle_websocket_upgrade()
+        else:
+            self.connections.discard(self)
+            protocol = kind(config=self.config, server_state=self.server_state, app_state=self.app_state)
+            protocol.take_over(self, accept)
+            self.transport.set_protocol(protocol)
         self.parser = None  # type: ignore[assignment]  # breaks the cycle; unused from here on
         self.flow = None  # type: ignore[assignment]
+
+
+_SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+)
+# RFC 9110 §5.6.2, as websockets' header parsers read them
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_MAX_HEADERS = 128  # websockets' MAX_NUM_HEADERS and MAX_LINE_LENGTH
+_MAX_LINE = 8192
+
+
+def plain_upgrade(scope: Any, target: bytes, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The `Sec-WebSocket-Accept` of an upgrade request that websockets would accept, with
+    nothing to negotiate; None for any other request, which websockets is then given to judge.
+
+    Taking such a request from httptools' parse saves websockets' parse of the same bytes, the
+    serialization uvicorn feeds it and the handshake's objects: ~10 % of a connection's set-up
+    (bench idle, docs/performance.md). What passes here is a subset of what websockets accepts
+    (`ServerProtocol.process_request`, `Request.parse`), and gets the same 101: GET over
+    HTTP/1.1, an ASCII target, no body, exactly one Upgrade (websocket), Sec-WebSocket-Key (16
+    bytes in base64) and Sec-WebSocket-Version (13), a Connection with the `upgrade` option, at
+    most one Origin, and no Sec-WebSocket-Protocol (no subprotocols are served). Extensions
+    offered are ignored, as websockets does when none is enabled (see the module doc)."""
+    if scope.get("method") != "GET" or scope.get("http_version", "1.1") != "1.1" or not target.isascii():
+        return None
+    if len(headers) > _MAX_HEADERS or len(target) > _MAX_LINE:
+        return None
+    key = version = upgrade = None
+    connection = False
+    origins = 0
+    for name, value in headers:
+        if len(name) + len(value) + 4 > _MAX_LINE:
+            return None
+        if name == b"sec-websocket-key":
+            if key is not None:
+                return None
+            key = value
+        elif name == b"sec-websocket-version":
+            if version is not None:
+                return None
+            version = value
+        elif name == b"upgrade":
+            if upgrade is not None:
+                return None
+            upgrade = value
+        elif name == b"connection":
+            options = [option.strip(b" \t") for option in value.split(b",")]
+            if not all(_TOKEN.fullmatch(option) for option in options):
+                return None
+            connection = connection or any(option.lower() == b"upgrade" for option in options)
+        elif name == b"origin":
+            origins += 1
+        elif name in (b"sec-websocket-protocol", b"transfer-encoding") or (
+            name == b"content-length" and value != b"0"
+        ):
+            return None
+    if not connection or origins > 1 or upgrade is None or upgrade.lower() != b"websocket":
+        return None
+    if version != b"13" or key is None:
+        return None
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            return None
+    except binascii.Error:
+        return None
+    return accept_key(key.decode("ascii"))
+
+
+def _no_delay(transport: BaseTransport) -> None:
+    # An event followed by its ack is two writes; with Nagle on, the second waits for the
+    # client's delayed ACK: ~44 ms per reply (measured with python-socketio's client). asyncio
+    # sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and a listening socket made
+    # with socket.socket() has proto 0 (so do the connections it accepts); uvloop sets it always.
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
