@@ -42,7 +42,7 @@ class Live:
 
 
 @asynccontextmanager
-async def running(**options: Any) -> AsyncIterator[Live]:
+async def running(proto: int = socket.IPPROTO_TCP, **options: Any) -> AsyncIterator[Live]:
     sio = PortalSocketServer(async_mode="asgi", namespaces=["/", "/other"], **options)
     disconnects: list[str] = []
 
@@ -55,7 +55,7 @@ async def running(**options: Any) -> AsyncIterator[Live]:
     sio.on("echo", echo)
     sio.on("echo", echo, namespace="/other")
     sio.on("disconnect", disconnect)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
         socketio.ASGIApp(sio),
@@ -508,3 +508,16 @@ async def test_a_refused_upgrade_still_gets_websockets_answer() -> None:
             assert head.startswith(b"HTTP/1.1 400"), head
         finally:
             writer.close()
+
+
+async def test_the_server_side_of_a_websocket_has_nagle_off() -> None:
+    # The test server's listening socket has proto 0, on which asyncio leaves Nagle on
+    # (wsproto._no_delay); with it on, an event and its ack 44 ms apart (delayed ACK).
+    async with running(proto=0) as live:
+        client = await RawClient.open(live.port)
+        try:
+            (protocol,) = live.protocols()
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        finally:
+            client.close()
