@@ -85,6 +85,7 @@ def serve(
     label: str,
     ws: type[Any] | None = None,
     http: type[Any] | None = None,
+    **uvicorn_options: Any,
 ) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -92,7 +93,8 @@ def serve(
     app = make_app(make_server(server_class))
     print(f"{label} listening on 127.0.0.1:{args.port}", flush=True)
     # uvicorn's defaults otherwise (uvloop, httptools, websockets-sansio when installed), one process;
-    # `ws` and `http` replace uvicorn's protocol classes (the portal's, gateway/wsproto.py).
+    # `ws` and `http` replace uvicorn's protocol classes (the portal's, gateway/wsproto.py);
+    # `uvicorn_options` are the other settings the portal's `agent-portal serve` changes.
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -103,4 +105,5 @@ def serve(
         backlog=4096,
         **({"ws": ws} if ws is not None else {}),
         **({"http": http} if http is not None else {}),
+        **uvicorn_options,
     )

@@ -31,4 +31,5 @@ if __name__ == "__main__":
 
         tune_gc()  # as `agent-portal serve` does
         label = f"portal {server_class.__module__}.{server_class.__qualname__}"
-        serve(server_class, label, ws=PortalWebSocketProtocol, http=PortalHttpProtocol)
+        # As `agent-portal serve` (cli.py): no WebSocket pings, Engine.IO has its own heartbeat.
+        serve(server_class, label, ws=PortalWebSocketProtocol, http=PortalHttpProtocol, ws_ping_interval=None)

@@ -59,18 +59,17 @@ _reading: set[asyncio.Task[None]] = set()
 # is not a header); Host, Origin and X-Forwarded-For are kept for handlers that check them.
 KEPT_HEADERS = frozenset({"user-agent", "host", "origin", "x-forwarded-for"})
 _KEPT_ENVIRON_HEADERS = frozenset("HTTP_" + h.upper().replace("-", "_") for h in KEPT_HEADERS)
+_KEPT_HEADER_NAMES = frozenset(h.encode() for h in KEPT_HEADERS)
 
 
 def forget_handshake(environ: dict[str, Any]) -> None:
     """Drops, in place, what only the request itself needed from its environ and ASGI scope."""
-    for key in [k for k in environ if k.startswith("HTTP_") and k not in _KEPT_ENVIRON_HEADERS]:
+    for key in [k for k in environ if k[:5] == "HTTP_" and k not in _KEPT_ENVIRON_HEADERS]:
         del environ[key]
     environ.pop("wsgi.input", None)
     scope = environ.get("asgi.scope")
     if scope is not None and "headers" in scope:
-        scope["headers"] = [
-            (n, v) for n, v in scope["headers"] if n.decode("latin-1").lower() in KEPT_HEADERS
-        ]
+        scope["headers"] = [(n, v) for n, v in scope["headers"] if n.lower() in _KEPT_HEADER_NAMES]
 
 
 class FrameWriter(Protocol):
