@@ -216,6 +216,7 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         self.detached = False
         # Sec-WebSocket-Accept of a request taken over from the HTTP protocol (`take_over`).
         self._accept_key: str | None = None
+        self._frames_parser: Any = None  # the frames' parser `take_over` put in place
 
     async def run_asgi(self) -> None:
         # uvicorn's, except at the end: a parked session's app returns with the connection open.
@@ -262,6 +263,7 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         old, conn.parser = conn.parser, Protocol.parse(conn)
         next(conn.parser)
         old.close()
+        self._frames_parser = conn.parser
         raw_path, _, query_string = http.url.partition(b"?")
         extensions: Any = {"websocket.http.response": {}, FRAME_WRITER: self}
         self.scope = {
@@ -369,6 +371,9 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         if generator.gi_code.co_name != "at_eof":
             return
         self._rx = bytearray()
+        if conn.parser is self._frames_parser:
+            self._frames_parser = None
+            return  # a request taken over (`take_over`): already the frames' parser alone
         # websockets' server parser is the handshake's then the frames' (`Protocol.parse`), and
         # keeps the parsed handshake request in its frame for the connection's life: 2.2 KB per
         # connection (docs/performance.md, memory). At this boundary the frames' parser alone
@@ -590,6 +595,18 @@ _SWITCHING = (
 # RFC 9110 §5.6.2, as websockets' header parsers read them
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _MAX_HEADERS = 128  # websockets' MAX_NUM_HEADERS and MAX_LINE_LENGTH
+_HANDSHAKE_HEADERS = frozenset(
+    {
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"upgrade",
+        b"connection",
+        b"origin",
+        b"sec-websocket-protocol",
+        b"transfer-encoding",
+        b"content-length",
+    }
+)
 _MAX_LINE = 8192
 
 
@@ -615,6 +632,8 @@ def plain_upgrade(scope: Any, target: bytes, headers: list[tuple[bytes, bytes]])
     for name, value in headers:
         if len(name) + len(value) + 4 > _MAX_LINE:
             return None
+        if name not in _HANDSHAKE_HEADERS:
+            continue  # most of a browser's: one lookup instead of the chain below
         if name == b"sec-websocket-key":
             if key is not None:
                 return None
