@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent_portal.protocol.client_events import SendMessageRequest
@@ -55,6 +57,21 @@ def test_timestamps_are_utc_with_milliseconds() -> None:
     }
     assert M.model_validate({"at": "2026-11-25T20:00:00Z"}).at == datetime(2026, 11, 25, 20, tzinfo=UTC)
     assert format_timestamp(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000Z"
+    assert format_timestamp(datetime(999, 1, 2, 3, 4, 5, 999999)) == "0999-01-02T03:04:05.999Z"
+
+
+@settings(max_examples=500)
+@given(
+    at=st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset_minutes=st.one_of(st.none(), st.integers(-23 * 60, 23 * 60)),
+)
+def test_a_timestamp_is_utc_milliseconds_with_z(at: datetime, offset_minutes: int | None) -> None:
+    if offset_minutes is not None:
+        at = at.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    text = format_timestamp(at)
+    assert text == utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    assert datetime.fromisoformat(text) == utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
 def test_send_message_is_the_joi_schema() -> None:

@@ -17,8 +17,10 @@ def _as_utc(value: datetime) -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 UTC with milliseconds and `Z`, the only date form on the wire."""
-    value = _as_utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat of a UTC datetime ends in "+00:00" (23 characters before it); strftime and a format
+    # took 1.8 % of the product bench's CPU (docs/performance.md), this a third of that. It also
+    # pads years before 1000 to four digits, as ISO 8601 wants and glibc's %Y does not.
+    return _as_utc(value).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 Timestamp = Annotated[
