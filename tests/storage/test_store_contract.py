@@ -146,3 +146,16 @@ async def test_event_log_batches_get_increasing_offsets_in_order(store: Store) -
     assert [e.offset for e in logged] == offsets
     assert [e.data["n"] for e in logged] == list(range(6))
     assert logged[1].skip == ("sid",) and logged[2].rooms == ("p:p",)
+
+
+async def test_event_log_data_comes_back_as_it_went_in(store: Store) -> None:
+    # JSON columns are written by orjson where it can (jsontext.compact_dumps) and by the stdlib
+    # where it cannot: integers past 64 bits, non-ASCII text, nesting all come back unchanged.
+    from agent_portal.storage.store import LogEntry
+
+    plain = {"text": 'é ✓ \u2028 "q"', "nested": [{"a": [1.5, None, True, 2**63 - 1]}]}  # orjson's
+    big = {"big": 2**70, "neg": -(2**65)}  # the stdlib's
+    entries = [LogEntry(0, "/monitoring", ("m",), (), "test_output", d, T0) for d in (plain, big)]
+    offsets = await store.append_log(entries)
+    logged = {e.offset: e.data for e in await store.log_since(T0 - timedelta(seconds=1))}
+    assert [logged[o] for o in offsets] == [plain, big]

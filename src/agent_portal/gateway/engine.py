@@ -34,6 +34,7 @@ from socketio import packet as sio_packet
 from agent_portal.gateway.fanout import FanoutManager
 from agent_portal.gateway.wsproto import text_frame
 from agent_portal.gateway.wstransport import DirectWebSocketSocket
+from agent_portal.jsontext import COMPACT_ARGS, compact_dumps
 
 logger = logging.getLogger(__name__)
 
@@ -564,8 +565,6 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-_COMPACT_ARGS = {"separators": (",", ":")}
-_COMPACT_ENCODER = json.JSONEncoder(**_COMPACT_ARGS)  # type: ignore[arg-type]
 _BOUNDED_DECODER = json.JSONDecoder(parse_int=_bounded_int)
 # orjson reads an integer past 64 bits as a float, which is then at least 2**63 in size.
 _HUGE = 2.0**63
@@ -587,14 +586,6 @@ def _has_huge_float(data: Any) -> bool:
     return False
 
 
-# Datetimes and dataclasses, which the stdlib refuses, stay refused; subclasses of str, int,
-# dict and list go to the stdlib too, which writes them as it did. (orjson still writes UUIDs
-# and enums, as their value, where the stdlib raised TypeError.)
-_ORJSON_AS_STDLIB = (
-    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
-
-
 class PacketJson:
     """python-engineio's json module, which Socket.IO packets use by default, answered by orjson
     wherever orjson's answer is the library's, and by the library's own rules everywhere else.
@@ -610,11 +601,8 @@ class PacketJson:
 
     @staticmethod
     def dumps(obj: Any, **kwargs: Any) -> str:
-        if kwargs == _COMPACT_ARGS:
-            try:
-                return orjson.dumps(obj, option=_ORJSON_AS_STDLIB).decode()
-            except TypeError:
-                return _COMPACT_ENCODER.encode(obj)
+        if kwargs == COMPACT_ARGS:
+            return compact_dumps(obj)
         return json.dumps(obj, **kwargs)
 
     @staticmethod

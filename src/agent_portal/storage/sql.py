@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_portal.errors import ConflictError
+from agent_portal.jsontext import compact_dumps
 from agent_portal.storage import tables as t
 from agent_portal.storage.store import (
     AttachmentRecord,
@@ -51,7 +52,10 @@ class SqlStore:
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
-        kwargs: dict[str, Any] = {}
+        # JSON columns written by orjson: the recovery log's three per broadcast, through the
+        # stdlib, were 3.4 % of the product bench's CPU (docs/performance.md). Read by the stdlib,
+        # which keeps integers past 64 bits (orjson reads them as floats).
+        kwargs: dict[str, Any] = {"json_serializer": compact_dumps}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
         else:
