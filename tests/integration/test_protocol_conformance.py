@@ -21,7 +21,7 @@ import pytest
 import socketio
 from engine_server import serve_engine
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from agent_portal.gateway.engine import PortalSocketServer
 from support import until
@@ -252,17 +252,35 @@ async def test_no_noop_leaks_onto_the_websocket_after_upgrade(live: Live, http: 
         assert str(await recv(ws)).startswith('40{"sid":')
 
 
-async def test_a_second_websocket_for_an_upgraded_session_is_refused(
+async def test_a_second_websocket_for_an_upgraded_session_is_closed(
     live: Live, http: httpx.AsyncClient
 ) -> None:
+    # EIO v4 "Upgrade": a session upgrades once. As in Node's engine.io (and the official suite's
+    # "ignores WebSocket connection with same sid after upgrade"), a second WebSocket for the sid
+    # is accepted and closed, carrying nothing, and the first one goes on.
     sid = await open_polling(http, live)
     async with connect(live.websocket(sid)) as ws:
         await ws.send("2probe")
         assert await recv(ws) == "3probe"
         await ws.send("5")
-        with pytest.raises(InvalidStatus):
-            async with connect(live.websocket(sid)):
-                pass
+        async with connect(live.websocket(sid)) as second:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(second.recv(), 5)
+        await ws.send("40")
+        assert str(await recv(ws)).startswith('40{"sid":')
+        assert live.sio.eio.sockets[sid].upgraded
+
+
+async def test_a_second_websocket_during_the_probe_is_closed(live: Live, http: httpx.AsyncClient) -> None:
+    # Node closes a WebSocket for a session that is still upgrading; the probe in flight completes.
+    sid = await open_polling(http, live)
+    async with connect(live.websocket(sid)) as ws:
+        await ws.send("2probe")
+        assert await recv(ws) == "3probe"
+        async with connect(live.websocket(sid)) as second:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(second.recv(), 5)
+        await ws.send("5")
         await ws.send("40")
         assert str(await recv(ws)).startswith('40{"sid":')
 

@@ -204,6 +204,13 @@ async def translate_asgi_request(scope: dict[str, Any], receive: Callable[[], An
     return environ
 
 
+async def _accept_and_close(server: Any, environ: Environ) -> Any:
+    async def close(ws: Any) -> None:
+        await ws.close()
+
+    return await server._async["websocket"](close, server)(environ)
+
+
 class _CheckedWebSocket:
     """The driver's WebSocket, refusing frames that are not Engine.IO packets.
 
@@ -245,12 +252,13 @@ class PortalSocket(DirectWebSocketSocket):
     async def handle_get_request(self, environ: Environ) -> Any:
         if _is_websocket_upgrade(environ):
             # EIO v4 "Upgrade": a session upgrades once; a second WebSocket for the same sid is
-            # refused (the library would start a second upgrade). One that arrives during the
-            # probe is answered on the upgrade check, like a poll (see _poll_during_upgrade).
+            # accepted and closed at once, as Node's engine.io does (the library would start a
+            # second upgrade; an HTTP refusal fails the official suite). One that arrives during
+            # the probe is judged on the upgrade check, like a poll (see _poll_during_upgrade).
             if self.upgrading:
                 await asyncio.sleep(UPGRADE_CHECK_INTERVAL)
             if self.upgrading or self.upgraded:
-                return self.server._bad_request("Session already upgraded")
+                return await _accept_and_close(self.server, environ)
             return await super().handle_get_request(environ)
         await self._require_alive()
         if self.polling:
@@ -397,7 +405,19 @@ class PortalEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         if problem is not None:
             self._log_error_once(problem, "portal-bad-request")
             return await self._make_response(self._bad_request(problem), environ)
+        if self._is_upgraded_session(environ):
+            # EIO v4 "Upgrade": see PortalSocket.handle_get_request; the library refuses this
+            # WebSocket with HTTP 400 before the session sees it.
+            return await _accept_and_close(self, environ)
         return await super().handle_request(environ)
+
+    def _is_upgraded_session(self, environ: Environ) -> bool:
+        query = environ.get("QUERY_STRING", "")
+        if "sid=" not in query or not _is_websocket_upgrade(environ):
+            return False
+        sid = urllib.parse.parse_qs(query).get("sid")
+        socket = self.sockets.get(sid[0]) if sid else None
+        return socket is not None and bool(socket.upgraded)
 
     async def close_session(self, sid: str, reason: str | None = None) -> None:
         """Close a session now, without waiting for a long-polling client to collect packets."""
