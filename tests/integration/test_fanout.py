@@ -329,3 +329,46 @@ async def test_a_session_upgraded_from_polling_keeps_only_the_kept_headers() -> 
         assert environ["HTTP_USER_AGENT"] == "probe/2"
         assert "HTTP_X_EXTRA" not in environ
         await client.disconnect()
+
+
+async def test_a_session_opened_on_the_websocket_never_makes_a_send_queue() -> None:
+    # wstransport.send_open: its OPEN packet waits for the switch to the connection's writer, and
+    # is still the first frame, before the namespace CONNECT's answer.
+    from websockets.asyncio.client import connect
+
+    async with running() as live:
+        made: list[Any] = []
+        create_queue = live.sio.eio.create_queue
+        live.sio.eio.create_queue = lambda *args: made.append(create_queue(*args)) or made[-1]
+        url = live.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with connect(url) as ws:
+            opened = json_of(str(await ws.recv()), "0")
+            await ws.send("40")
+            assert str(await ws.recv()).startswith("40{")
+            assert live.sio.eio.sockets[opened["sid"]].writer is not None
+        assert made == []
+        client, _ = await subscriber(live, ["polling"])  # a polling session does make one
+        assert len(made) == 1
+        await client.disconnect()
+
+
+def json_of(frame: str, kind: str) -> Any:
+    import json
+
+    assert frame.startswith(kind), frame
+    return json.loads(frame[len(kind) :])
+
+
+def test_a_session_has_every_attribute_the_library_gives_one() -> None:
+    # DirectWebSocketSocket.__init__ sets BaseSocket's attributes itself (all but the queue, made
+    # on first use): a python-engineio that adds one must fail here, not at run time.
+    from engineio.base_socket import BaseSocket
+
+    from agent_portal.gateway.engine import PortalEngineServer, PortalSocket
+
+    server = PortalEngineServer(async_mode="asgi")
+    library, ours = vars(BaseSocket(server, "a")), vars(PortalSocket(server, "b"))
+    assert set(library) - {"queue"} <= set(ours)
+    for name, value in library.items():
+        if name not in ("queue", "sid", "last_ping"):
+            assert ours[name] == value, name

@@ -337,9 +337,10 @@ class PortalSocket(DirectWebSocketSocket):
         if self._ping_timer is not None:
             self._ping_timer.cancel()
             self._ping_timer = None
-        if self.upgraded:
+        if self.upgraded and self.writer is None:
             # The library leaves a closed WebSocket session's connection open until the client
-            # hangs up or the ping times out; this sentinel ends the writer, which closes it.
+            # hangs up or the ping times out; this sentinel ends its writer, which closes it.
+            # (A session on our WebSocket has no writer task: its base closed the connection.)
             self.queue.put_nowait(None)
 
     def schedule_ping(self) -> None:
@@ -449,7 +450,7 @@ class PortalEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         socket = PortalSocket(self, sid)
         self.sockets[sid] = socket
         interval = self.ping_interval + self.ping_interval_grace_period
-        await socket.send(
+        await socket.send_open(
             eio_packet.Packet(
                 eio_packet.OPEN,
                 {
@@ -459,7 +460,8 @@ class PortalEngineServer(engineio.AsyncServer):  # type: ignore[misc]
                     "pingInterval": round(interval * 1000),
                     "maxPayload": self.max_http_buffer_size,
                 },
-            )
+            ),
+            environ if transport == "websocket" else None,
         )
         accepted = await self._trigger_event("connect", sid, environ, run_async=False)
         if accepted is not None and accepted is not True:
