@@ -447,6 +447,12 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
     if case.workload == "broadcast":
         sat = result["saturation"]
         lat = result["latency"]
+        # What the subscribers were owed after each phase's drain: more than 0 is lost deliveries,
+        # less is a miscount (events counted that were not sent); either way the phase after it
+        # began with deliveries still in flight, so its latencies are not the server's.
+        owed = {phase: result[phase]["undelivered_after_drain"] for phase in ("saturation", "latency")}
+        if any(owed.values()):
+            raise RuntimeError(f"deliveries do not add up after the drain: {owed} owed")
         a, b = marks["sat_start"], marks["sat_end"]
         server_cpu = b.server_cpu_s - a.server_cpu_s
         wall = b.t - a.t

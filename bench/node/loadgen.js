@@ -16,6 +16,12 @@ const WebSocket = require('ws');
 
 const NSP = '/bench';
 let T_KEY = Buffer.from('"t":'); // the product workload reads `"sequence_number":` (see productSpec)
+// The events whose deliveries are counted: those the publisher sends. null counts every event (the
+// bench servers send only `msg`); the product also sends `system_metrics` to every /monitoring
+// socket every 5 s, which counted as deliveries ended each drain early, with the last broadcasts
+// of the saturation phase still on their way into the latency phase.
+let COUNTED = null;
+const PRODUCT_EVENTS = ['test_output', 'state_change'].map((e) => Buffer.from(`["${e}"`));
 const CONNECT_TIMEOUT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
 const MAX_LATENCY_SAMPLES = 2000000;
@@ -79,7 +85,7 @@ class Client {
         const c0 = data[0];
         if (c0 === 0x34) { // engine.io MESSAGE
           const c1 = data[1];
-          if (c1 === 0x32) this.onEvent(data); // socket.io EVENT
+          if (c1 === 0x32) this.onEvent(data, this.prefixLen); // socket.io EVENT
           else if (c1 === 0x33) this.onAck(data); // ACK
           else if (c1 === 0x30) settle(null); // CONNECT (namespace joined)
           else if (c1 === 0x34) settle(new Error(`connect_error ${data}`));
@@ -187,7 +193,12 @@ function runWorker() {
   let reported = -1;
   let collecting = false;
   let latencies = [];
-  const onEvent = (buf) => {
+  let others = 0; // events that are not counted (see COUNTED)
+  const onEvent = (buf, at) => {
+    if (COUNTED !== null && !COUNTED.some((name) => buf.compare(name, 0, name.length, at, at + name.length) === 0)) {
+      others++;
+      return;
+    }
     received++;
     if (collecting && latencies.length < MAX_LATENCY_SAMPLES) {
       const t = parseT(buf);
@@ -228,7 +239,10 @@ function runWorker() {
     let reply;
     switch (m.cmd) {
       case 'connect':
-        if (m.product) T_KEY = Buffer.from('"sequence_number":');
+        if (m.product) {
+          T_KEY = Buffer.from('"sequence_number":');
+          COUNTED = PRODUCT_EVENTS;
+        }
         reply = await connectMany(m.urls, m.n, m.room, m.concurrency, onEvent, clients, m.product);
         break;
       case 'collect_start':
@@ -249,7 +263,7 @@ function runWorker() {
         reply = { closed: clients.length };
         break;
       case 'status':
-        reply = { received, open: clients.filter((c) => c.connected).length,
+        reply = { received, others, open: clients.filter((c) => c.connected).length,
           unexpectedCloses: clients.filter((c) => c.unexpectedClose).length };
         break;
       case 'exit':
@@ -508,6 +522,7 @@ async function main() {
 
   const status = await workers.all(() => ({ cmd: 'status' }));
   result.unexpected_closes = status.reduce((s, r) => s + r.unexpectedCloses, 0);
+  result.other_events = status.reduce((s, r) => s + r.others, 0);
   await workers.exit();
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   process.exit(0);

@@ -1,0 +1,47 @@
+"""The bench driver's delivery accounting (bench/driver.py): a broadcast run whose deliveries do not
+add up after a drain is refused, since its latency phase measured a backlog, not the server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import driver
+
+
+def _result(saturation_owed: int, latency_owed: int) -> dict[str, Any]:
+    return {
+        "saturation": {
+            "deliveries_per_s": 1000.0,
+            "deliveries": 4000,
+            "undelivered_after_drain": saturation_owed,
+        },
+        "latency": {"p50_ms": 1.0, "p99_ms": 2.0, "undelivered_after_drain": latency_owed},
+        "connect": {"per_s": 100.0},
+    }
+
+
+MARKS = {
+    "sat_start": driver.Mark("sat_start", 0.0, 0.0, 0, 0.0, 0.0),
+    "sat_end": driver.Mark("sat_end", 4.0, 2.0, 0, 1.0, 3.5),
+}
+
+
+def test_a_run_whose_deliveries_add_up_gives_its_metrics() -> None:
+    metrics = driver.metrics(driver.Case("broadcast", 100), _result(0, 0), MARKS)
+    assert metrics["p99_ms"] == 2.0
+    assert metrics["cpu_ms_per_1000"] == pytest.approx(500.0)
+
+
+@pytest.mark.parametrize(
+    ("saturation_owed", "latency_owed"),
+    [(-10313, -10313), (0, -50), (12, 12), (0, 3)],
+    ids=["miscounted", "miscounted-in-latency", "lost", "lost-in-latency"],
+)
+def test_a_run_whose_deliveries_do_not_add_up_is_refused(saturation_owed: int, latency_owed: int) -> None:
+    with pytest.raises(RuntimeError, match="do not add up"):
+        driver.metrics(driver.Case("broadcast", 100), _result(saturation_owed, latency_owed), MARKS)
