@@ -195,7 +195,9 @@ function runWorker() {
   let latencies = [];
   let others = 0; // events that are not counted (see COUNTED)
   const onEvent = (buf, at) => {
-    if (COUNTED !== null && !COUNTED.some((name) => buf.compare(name, 0, name.length, at, at + name.length) === 0)) {
+    const counted = COUNTED === null || COUNTED.some((name) =>
+      at + name.length <= buf.length && buf.compare(name, 0, name.length, at, at + name.length) === 0);
+    if (!counted) {
       others++;
       return;
     }
