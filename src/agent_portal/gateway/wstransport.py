@@ -162,7 +162,7 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             return
         self._queued_bytes += _size(pkt)
         if self._queued_bytes > self.outbound_limit:
-            self._cut_off()
+            self.cut_off()
             return
         self.queue.put_nowait(pkt)
 
@@ -179,7 +179,7 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     def write_frame(self, writer: FrameWriter, frame: bytes) -> None:
         if writer.write_frame(frame) > self.outbound_limit:
-            self._cut_off()
+            self.cut_off()
 
     async def send(self, pkt: Any) -> None:
         if self.writer is not None:
@@ -188,7 +188,7 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         await super().send(pkt)
         self._queued_bytes += _size(pkt)
         if self._queued_bytes > self.outbound_limit:
-            self._cut_off()
+            self.cut_off()
 
     async def poll(self) -> list[Any]:
         # The library's poll, re-implemented to answer with at most POLL_BATCH packets: the
@@ -214,7 +214,8 @@ class DirectWebSocketSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         self._queued_bytes = max(0, self._queued_bytes - sum(_size(p) for p in packets))
         return packets
 
-    def _cut_off(self) -> None:
+    def cut_off(self) -> None:
+        """Closes a slow consumer's session: its outbound buffer passed `outbound_limit`."""
         if self._close_reason is not None:
             return
         logger.warning("closing Engine.IO session %s: %s", self.sid, SLOW_CONSUMER)
