@@ -47,28 +47,31 @@ def _migrate(connection: Connection) -> None:
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """`engine` for everything but the recovery log and sessions, which go through `recovery`.
+
+    A recovery commit does not wait for the disk (`_engine(url, recovery=True)`): every broadcast waits for
+    its log entry to commit (gateway/recovery.py), and on this machine's disk one commit in a
+    few hundred took 40-280 ms waiting for its fsync, the broadcasts behind it with it (the
+    product bench's p99 at N = 100, docs/performance.md). Such a commit still survives the server
+    process: what a restart needs (decisions §7). Only a crash of the machine or of PostgreSQL
+    can lose the last commits of a log whose entries matter for 120 s.
+    """
+
+    def __init__(self, engine: AsyncEngine, recovery: AsyncEngine | None = None) -> None:
         self._engine = engine
+        self._recovery = recovery if recovery is not None else engine
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
-        # JSON columns written by orjson: the recovery log's three per broadcast, through the
-        # stdlib, were 3.4 % of the product bench's CPU (docs/performance.md). Read by the stdlib,
-        # which keeps integers past 64 bits (orjson reads them as floats).
-        kwargs: dict[str, Any] = {"json_serializer": compact_dumps}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = _engine(url)
         async with engine.begin() as conn:
             await conn.run_sync(_migrate)
-        return cls(engine)
+        return cls(engine, _engine(url, recovery=True))
 
     async def close(self) -> None:
         await self._engine.dispose()
+        if self._recovery is not self._engine:
+            await self._recovery.dispose()
 
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
@@ -418,14 +421,14 @@ class SqlStore:
         # One multi-row INSERT ... RETURNING for a whole group-committed batch (gateway/recovery.py),
         # the offsets in the order of `entries`; one statement per entry cost a round trip each.
         insert = t.event_log.insert().returning(t.event_log.c.offset, sort_by_parameter_order=True)
-        async with self._engine.begin() as conn:
+        async with self._recovery.begin() as conn:
             result = await conn.execute(insert, rows)
             return [int(offset) for (offset,) in result.all()]
 
     async def log_since(self, since: datetime) -> list[LogEntry]:
         log = t.event_log
         query = sa.select(log).where(log.c.created_at >= since).order_by(log.c.offset)
-        async with self._engine.connect() as conn:
+        async with self._recovery.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [
             LogEntry(
@@ -441,13 +444,13 @@ class SqlStore:
         ]
 
     async def prune_log(self, before: datetime) -> int:
-        async with self._engine.begin() as conn:
+        async with self._recovery.begin() as conn:
             result = await conn.execute(t.event_log.delete().where(t.event_log.c.created_at < before))
         return int(result.rowcount or 0)
 
     async def save_session(self, session: RecoverySession) -> None:
         values = session.__dict__
-        async with self._engine.begin() as conn:
+        async with self._recovery.begin() as conn:
             updated = await conn.execute(
                 t.recovery_sessions.update().where(t.recovery_sessions.c.pid == session.pid).values(**values)
             )
@@ -456,7 +459,7 @@ class SqlStore:
 
     async def take_session(self, pid: str) -> RecoverySession | None:
         s = t.recovery_sessions
-        async with self._engine.begin() as conn:
+        async with self._recovery.begin() as conn:
             row = (await conn.execute(sa.select(s).where(s.c.pid == pid))).mappings().first()
             if row is None:
                 return None
@@ -476,12 +479,12 @@ class SqlStore:
 
     async def end_sessions(self, at: datetime) -> None:
         s = t.recovery_sessions
-        async with self._engine.begin() as conn:
+        async with self._recovery.begin() as conn:
             await conn.execute(s.update().where(s.c.disconnected_at.is_(None)).values(disconnected_at=at))
 
     async def prune_sessions(self, before: datetime) -> int:
         s = t.recovery_sessions
-        async with self._engine.begin() as conn:
+        async with self._recovery.begin() as conn:
             result = await conn.execute(s.delete().where(s.c.disconnected_at < before))
         return int(result.rowcount or 0)
 
@@ -509,13 +512,40 @@ class SqlStore:
                 await conn.execute(t.config.insert().values(**record.__dict__))
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _engine(url: str, *, recovery: bool = False) -> AsyncEngine:
+    # JSON columns written by orjson: the recovery log's three per broadcast, through the
+    # stdlib, were 3.4 % of the product bench's CPU (docs/performance.md). Read by the stdlib,
+    # which keeps integers past 64 bits (orjson reads them as floats).
+    kwargs: dict[str, Any] = {"json_serializer": compact_dumps}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        # the recovery log is written by one batch at a time (gateway/recovery.py)
+        kwargs.update(pool_size=2 if recovery else 10, max_overflow=10, pool_pre_ping=True)
+        if recovery:
+            kwargs["connect_args"] = {"server_settings": {"synchronous_commit": "off"}}
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        sa.event.listen(
+            engine.sync_engine, "connect", _sqlite_recovery_pragmas if recovery else _sqlite_pragmas
+        )
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, synchronous: str = "FULL") -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; the busy timeout rides out short write locks.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # FULL: a commit is on the disk before it returns. NORMAL (in WAL mode): on the disk at the
+    # next checkpoint, and safe from a crash of the process meanwhile.
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.close()
+
+
+def _sqlite_recovery_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record, synchronous="NORMAL")
 
 
 def _project(row: Any) -> ProjectRecord:

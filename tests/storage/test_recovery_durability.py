@@ -1,0 +1,87 @@
+"""The recovery log and sessions commit without waiting for the disk, and still outlive the process.
+
+Every broadcast waits for its log entry to commit, so those commits skip the fsync (storage/sql.py);
+decisions §7 asks that recovery work across a restart of the server, which these tests kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from asyncio.subprocess import PIPE
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent_portal.storage import open_store
+from agent_portal.storage.sql import SqlStore
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+async def _setting(store: SqlStore, *, recovery: bool) -> str:
+    engine = store._recovery if recovery else store._engine
+    sqlite = engine.url.get_backend_name() == "sqlite"
+    async with engine.connect() as conn:
+        value = await conn.exec_driver_sql("PRAGMA synchronous" if sqlite else "SHOW synchronous_commit")
+        found = str(value.scalar())
+    # SQLite answers a number: 1 is NORMAL, 2 FULL
+    return {"1": "off", "2": "on"}.get(found, found) if sqlite else found
+
+
+async def test_only_the_recovery_commits_skip_the_wait_for_the_disk(store_url: str) -> None:
+    store = await open_store(store_url)
+    assert isinstance(store, SqlStore)
+    try:
+        assert await _setting(store, recovery=True) == "off"
+        assert await _setting(store, recovery=False) == "on"
+    finally:
+        await store.close()
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from datetime import UTC, datetime
+    from agent_portal.storage import open_store
+    from agent_portal.storage.store import LogEntry, RecoverySession
+
+    async def main() -> None:
+        store = await open_store(sys.argv[1])
+        at = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+        entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, at) for n in range(3)]
+        offsets = await store.append_log(entries)
+        await store.save_session(RecoverySession("pid1", "/project/p", "sid1", "alice", {"rooms": ["p"]}, at, at))
+        print(",".join(map(str, offsets)), flush=True)
+        os._exit(9)  # no close, no dispose: as a killed server
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_the_recovery_log_and_sessions_outlive_a_killed_process(store_url: str) -> None:
+    await (await open_store(store_url)).close()  # the schema exists before the writer starts
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_WRITER, store_url, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(writer.communicate(), 60)
+    assert writer.returncode == 9, err.decode()
+    offsets = [int(o) for o in out.decode().strip().split(",")]
+    store = await open_store(store_url)
+    try:
+        logged = await store.log_since(T0 - timedelta(seconds=1))
+        assert [(e.offset, e.data) for e in logged] == [(o, {"n": n}) for n, o in enumerate(offsets)]
+        session = await store.take_session("pid1")
+        assert session is not None and session.user_id == "alice" and session.state == {"rooms": ["p"]}
+    finally:
+        await store.close()
