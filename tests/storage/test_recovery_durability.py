@@ -11,21 +11,11 @@ import sys
 import textwrap
 from asyncio.subprocess import PIPE
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from agent_portal.storage import open_store
 from agent_portal.storage.sql import SqlStore
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 async def _setting(store: SqlStore, *, recovery: bool) -> str:
