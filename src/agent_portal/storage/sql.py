@@ -49,9 +49,9 @@ def _migrate(connection: Connection) -> None:
 class SqlStore:
     """`engine` for everything but the recovery log and sessions, which go through `recovery`.
 
-    A recovery commit does not wait for the disk (`_engine(url, recovery=True)`): every broadcast waits for
-    its log entry to commit (gateway/recovery.py), and on this machine's disk one commit in a
-    few hundred took 40-280 ms waiting for its fsync, the broadcasts behind it with it (the
+    A recovery commit does not wait for the disk (`_engine(url, recovery=True)`): every broadcast
+    waits for its log entry to commit (gateway/recovery.py), and on this machine's disk about one
+    commit in a hundred took 40-280 ms waiting for its flush, the broadcasts behind it with it (the
     product bench's p99 at N = 100, docs/performance.md). Such a commit still survives the server
     process: what a restart needs (decisions §7). Only a crash of the machine or of PostgreSQL
     can lose the last commits of a log whose entries matter for 120 s.
