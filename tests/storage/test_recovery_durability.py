@@ -1,7 +1,8 @@
 """The recovery log and sessions commit without waiting for the disk, and still outlive the process.
 
-Every broadcast waits for its log entry to commit, so those commits skip the fsync (storage/sql.py);
-decisions §7 asks that recovery work across a restart of the server, which these tests kill.
+Every broadcast waits for its log entry to commit, so those commits skip the fsync (storage/sql.py)
+and a batch of entries is written by one statement; decisions §7 asks that recovery work across a
+restart of the server, which these tests kill.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ import sys
 import textwrap
 from asyncio.subprocess import PIPE
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
 
 from agent_portal.storage import open_store
 from agent_portal.storage.sql import SqlStore
+from agent_portal.storage.store import LogEntry
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -73,5 +78,28 @@ async def test_the_recovery_log_and_sessions_outlive_a_killed_process(store_url:
         assert [(e.offset, e.data) for e in logged] == [(o, {"n": n}) for n, o in enumerate(offsets)]
         session = await store.take_session("pid1")
         assert session is not None and session.user_id == "alice" and session.state == {"rooms": ["p"]}
+    finally:
+        await store.close()
+
+
+async def test_a_batch_of_log_entries_is_one_insert(store_url: str) -> None:
+    # Every broadcast waits for its batch's commit: on SQLite an ordered INSERT ... RETURNING without
+    # the sentinel column went row by row, two trips to aiosqlite's thread per entry (tables.py).
+    store = await open_store(store_url)
+    assert isinstance(store, SqlStore)
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+
+    sa.event.listen(store._recovery.sync_engine, "before_cursor_execute", seen)
+    try:
+        entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0) for n in range(50)]
+        offsets = await store.append_log(entries)
+        assert len(inserts) == 1, inserts
+        assert offsets == sorted(offsets) and len(set(offsets)) == 50
+        logged = {e.offset: e.data["n"] for e in await store.log_since(T0 - timedelta(seconds=1))}
+        assert [logged[o] for o in offsets] == list(range(50))
     finally:
         await store.close()
