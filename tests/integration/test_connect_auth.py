@@ -67,6 +67,16 @@ async def test_refusals_carry_a_code(
     assert isinstance(data["message"], str) and data["message"]
 
 
+async def test_a_project_added_while_the_server_runs_can_be_connected_to(server: LiveServer) -> None:
+    # Projects found are remembered (Services.project_exists); one not found yet must not be.
+    token = server.token("root", "admin")
+    assert (await refusal(server, "/project/later", {"token": token}))["code"] == "project_not_found"
+    await server.add_project("later")
+    client = await server.client("/project/later", token)
+    assert client.sio.connected
+    assert "later" in server.app.services.known_projects
+
+
 async def test_bad_tokens_are_refused_with_their_code(server: LiveServer) -> None:
     expired = server.token("u1", "member", ttl=-10)
     assert (await refusal(server, "/portal", {"token": expired}))["code"] == "token_expired"

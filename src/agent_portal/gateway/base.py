@@ -221,7 +221,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             # Existence is only revealed to principals who could see the project anyway.
             if not can_see(principal, ctx.project):
                 raise ForbiddenError(f"Not allowed on project {ctx.project}")
-            if await s.store.get_project(ctx.project) is None:
+            if not await s.project_exists(ctx.project):
                 raise ProjectNotFoundError(ctx.project)
         limit = s.config.security.max_connections
         if not await s.connections.try_add(principal.user_id, ctx.eio_sid, ctx.namespace, limit):

@@ -70,7 +70,7 @@ class Streams:
         assert ctx.principal is not None
         if not can_see(ctx.principal, project):
             raise ForbiddenError(f"Not allowed on project {project}")
-        if await self.s.store.get_project(project) is None:
+        if not await self.s.project_exists(project):
             raise ProjectNotFoundError(project)
 
     # --- presence ------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class Streams:
         """A recovered socket is back in the projects it had joined (and counted in their presence)."""
         assert ctx.principal is not None
         for project in sorted(ctx.joined):
-            if not can_see(ctx.principal, project) or await self.s.store.get_project(project) is None:
+            if not can_see(ctx.principal, project) or not await self.s.project_exists(project):
                 ctx.joined.discard(project)
                 continue
             await self.gateway.join(ctx, members_room(project))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent_portal.auth.passwords import PasswordService
 from agent_portal.auth.tokens import TokenService
@@ -49,3 +49,14 @@ class Services:
     cluster: ClusterNode | None = None
     # Whether this node runs the embedded orchestrator (always, alone; the lease holder, in a cluster).
     runs_orchestrator: Callable[[], bool] = lambda: True
+    # Projects seen to exist. Nothing removes a project (the Store has no such call), so once seen
+    # it is not read again: a product-path connection read it twice, on connect and on subscribe.
+    known_projects: set[str] = field(default_factory=set)
+
+    async def project_exists(self, name: str) -> bool:
+        if name in self.known_projects:
+            return True
+        if await self.store.get_project(name) is None:
+            return False  # not remembered: `agent-portal add-project` may add it while we run
+        self.known_projects.add(name)
+        return True
