@@ -162,12 +162,12 @@ async def test_a_node_that_missed_broadcasts_reads_them_from_the_stream(
 async def test_sessions_are_shared_and_taken_once(cluster_node: ClusterNode, peer: ClusterNode) -> None:
     now = datetime.now(UTC)
     saved = RecoverySession("pid-1", "/chat/demo", "sid-1", "alice", {"rooms": ["all"]}, now, now)
-    await RedisRecoveryLog(cluster_node, 60).save_session(saved)
+    await RedisRecoveryLog(cluster_node, 60).save_sessions([saved])
     elsewhere = RedisRecoveryLog(peer, 60)
     taken: Any = await elsewhere.take_session("pid-1")
     assert taken == saved
     assert await elsewhere.take_session("pid-1") is None, "a pid is recovered at most once"
-    await elsewhere.save_session(saved)
+    await elsewhere.save_sessions([saved])
     ttl = await peer.redis.pttl(peer.key("session", "pid-1"))
     assert 60_000 < ttl <= 65_000, "a disconnected session is kept for the window, then forgotten"
 
@@ -204,8 +204,8 @@ async def test_a_session_whose_node_died_is_recovered_only_while_the_log_covers_
 
         async def saved_while_connected(pid: str) -> None:
             # what a node saves while the socket is connected; the node then dies, so no end time
-            await shared.save_session(
-                RecoverySession(pid, "/chat/demo", "old", "alice", {"since": 0}, clock.at)
+            await shared.save_sessions(
+                [RecoverySession(pid, "/chat/demo", "old", "alice", {"since": 0}, clock.at)]
             )
 
         await saved_while_connected("kept")

@@ -55,7 +55,7 @@ KILLED_WRITER = textwrap.dedent(
         at = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
         entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, at) for n in range(3)]
         offsets = await store.append_log(entries)
-        await store.save_session(RecoverySession("pid1", "/project/p", "sid1", "alice", {"rooms": ["p"]}, at, at))
+        await store.save_sessions([RecoverySession("pid1", "/project/p", "sid1", "alice", {"rooms": ["p"]}, at, at)])
         print(",".join(map(str, offsets)), flush=True)
         os._exit(9)  # no close, no dispose: as a killed server
 

@@ -151,3 +151,20 @@ async def test_event_log_data_comes_back_as_it_went_in(store: Store) -> None:
     offsets = await store.append_log(entries)
     logged = {e.offset: e.data for e in await store.log_since(T0 - timedelta(seconds=1))}
     assert [logged[o] for o in offsets] == [plain, big]
+
+
+async def test_sessions_are_upserted_in_one_batch_and_taken_once(store: Store) -> None:
+    from agent_portal.storage.store import RecoverySession
+
+    def session(pid: str, sid: str, ended: datetime | None = None) -> RecoverySession:
+        return RecoverySession(pid, "/project/p", sid, "alice", {"rooms": [sid]}, T0, ended)
+
+    await store.save_sessions([])
+    await store.save_sessions([session("a", "s1"), session("b", "s1")])
+    # an update of "a" and, within one batch, two saves of "c": the last one given wins
+    await store.save_sessions([session("a", "s2", T0), session("c", "s1"), session("c", "s3")])
+    a, b, c = [await store.take_session(pid) for pid in "abc"]
+    assert a is not None and a.sid == "s2" and a.state == {"rooms": ["s2"]} and a.disconnected_at == T0
+    assert b is not None and b.sid == "s1" and b.disconnected_at is None
+    assert c is not None and c.sid == "s3"
+    assert await store.take_session("a") is None  # a pid is recovered at most once

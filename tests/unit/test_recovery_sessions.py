@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from agent_portal.auth.policy import principal_for
@@ -18,8 +19,9 @@ class Sessions:
     def __init__(self) -> None:
         self.saved: dict[str, RecoverySession] = {}
 
-    async def save_session(self, session: RecoverySession) -> None:
-        self.saved[session.pid] = session
+    async def save_sessions(self, sessions: list[RecoverySession]) -> None:
+        for session in sessions:
+            self.saved[session.pid] = session
 
 
 async def test_a_handler_finishing_after_the_disconnect_does_not_overwrite_the_session() -> None:
@@ -42,3 +44,88 @@ async def test_a_handler_finishing_after_the_disconnect_does_not_overwrite_the_s
     session = sessions.saved["p1"]
     assert session.state["joined"] == ["demo"]
     assert session.disconnected_at is not None
+
+
+class SlowSessions(Sessions):
+    """Sessions whose writes wait for `release`, each batch recorded as it was handed over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+        self.taken_while_writing = False
+
+    async def save_sessions(self, sessions: list[RecoverySession]) -> None:
+        self.batches.append([f"{s.pid}:{s.sid}" for s in sessions])
+        self.writing = True
+        try:
+            await self.release.wait()
+            if self.fail is not None:
+                raise self.fail
+            await super().save_sessions(sessions)
+        finally:
+            self.writing = False
+
+    async def take_session(self, pid: str) -> RecoverySession | None:
+        self.taken_while_writing = self.taken_while_writing or getattr(self, "writing", False)
+        return self.saved.pop(pid, None)
+
+
+async def settle() -> None:
+    """Lets the tasks started so far run up to their next wait."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def context(sid: str, pid: str) -> SocketContext:
+    ctx = SocketContext(
+        sid, "e" + sid, "/project/demo", NamespaceKind.PROJECT, "demo", "ip", "ua", datetime.now(UTC)
+    )
+    ctx.principal = principal_for("alice", "member", ["demo"])
+    ctx.pid = pid
+    return ctx
+
+
+async def test_saves_made_while_a_batch_is_written_go_in_the_next_one_newest_per_pid() -> None:
+    sessions = SlowSessions()
+    log = RecoveryLog(sessions, SystemClock(), 120)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(log.save(context("s0", "p0")))
+    await settle()
+    assert sessions.batches == [["p0:s0"]]
+    later = [asyncio.ensure_future(log.save(context(f"s{n}", f"p{n % 5}"))) for n in range(1, 11)]
+    await settle()
+    assert not any(f.done() for f in [first, *later]), "nobody is told 'saved' before the write"
+    sessions.release.set()
+    await asyncio.gather(first, *later)
+    # the second batch: one entry per pid, the last save of each (s6..s10 replaced s1..s5)
+    assert sessions.batches[1:] == [["p1:s6", "p2:s7", "p3:s8", "p4:s9", "p0:s10"]]
+    assert sessions.saved["p0"].sid == "s10"
+
+
+async def test_every_saver_of_a_failed_batch_hears_the_error() -> None:
+    sessions = SlowSessions()
+    sessions.fail = OSError("disk gone")
+    sessions.release.set()
+    log = RecoveryLog(sessions, SystemClock(), 120)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        log.save(context("s1", "p1")), log.save(context("s2", "p2")), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [OSError, OSError]
+
+
+async def test_a_reconnect_takes_its_session_only_once_the_disconnect_save_is_written() -> None:
+    sessions = SlowSessions()
+    log = RecoveryLog(sessions, SystemClock(), 120)  # type: ignore[arg-type]
+    old = context("old", "p1")
+    old.joined.add("demo")
+    dropped = asyncio.ensure_future(log.save(old, disconnected=True))
+    await settle()
+    restoring = asyncio.ensure_future(log.restore("p1", context("new", "unset"), None))
+    await asyncio.sleep(0.01)
+    assert not restoring.done()
+    sessions.release.set()
+    await dropped
+    resumed = await restoring
+    assert not sessions.taken_while_writing
+    assert resumed is not None and resumed[0] == "old"

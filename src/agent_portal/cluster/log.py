@@ -124,21 +124,27 @@ class RedisRecoveryLog:
     def _session_key(self, pid: str) -> str:
         return self._node.key("session", pid)
 
-    async def save_session(self, session: RecoverySession) -> None:
-        value = json.dumps(
-            {
-                "pid": session.pid,
-                "namespace": session.namespace,
-                "sid": session.sid,
-                "user_id": session.user_id,
-                "state": session.state,
-                "updated_at": session.updated_at.isoformat(),
-                "disconnected_at": session.disconnected_at.isoformat() if session.disconnected_at else None,
-            }
-        )
-        # A disconnected session is only worth keeping for the window (Redis forgets it then).
-        ttl = self._window.total_seconds() + 5 if session.disconnected_at else CONNECTED_SESSION_TTL
-        await self._node.redis.set(self._session_key(session.pid), value, px=int(ttl * 1000))
+    async def save_sessions(self, sessions: list[RecoverySession]) -> None:
+        # One round trip for the batch; Redis applies the SETs in order, so the last per pid wins.
+        async with self._node.redis.pipeline(transaction=False) as pipe:
+            for session in sessions:
+                value = json.dumps(
+                    {
+                        "pid": session.pid,
+                        "namespace": session.namespace,
+                        "sid": session.sid,
+                        "user_id": session.user_id,
+                        "state": session.state,
+                        "updated_at": session.updated_at.isoformat(),
+                        "disconnected_at": session.disconnected_at.isoformat()
+                        if session.disconnected_at
+                        else None,
+                    }
+                )
+                # A disconnected session is only worth keeping for the window (Redis forgets it then).
+                ttl = self._window.total_seconds() + 5 if session.disconnected_at else CONNECTED_SESSION_TTL
+                pipe.set(self._session_key(session.pid), value, px=int(ttl * 1000))
+            await pipe.execute()
 
     async def take_session(self, pid: str) -> RecoverySession | None:
         raw = await self._node.redis.getdel(self._session_key(pid))

@@ -55,7 +55,7 @@ class RecoveryStore(Protocol):
     async def append_log(self, entries: list[LogEntry]) -> list[int]: ...
     async def log_since(self, since: datetime) -> list[LogEntry]: ...
     async def prune_log(self, before: datetime) -> int: ...
-    async def save_session(self, session: RecoverySession) -> None: ...
+    async def save_sessions(self, sessions: list[RecoverySession]) -> None: ...
     async def take_session(self, pid: str) -> RecoverySession | None: ...
     async def end_sessions(self, at: datetime) -> None: ...
     async def prune_sessions(self, before: datetime) -> int: ...
@@ -98,6 +98,11 @@ class RecoveryLog:
         self._feed = feed
         # Cluster: publishers waiting for their own broadcast to come back, by offset.
         self._echo: dict[int, asyncio.Future[int]] = {}
+        # Sessions saved, not yet written (the newest per pid, with everyone waiting for it); the
+        # batch being written; the task writing them. Group-committed as the log is.
+        self._sessions: dict[str, tuple[RecoverySession, list[asyncio.Future[None]]]] = {}
+        self._sessions_writing: dict[str, tuple[RecoverySession, list[asyncio.Future[None]]]] = {}
+        self._session_writer: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._moved = asyncio.Event()
         if feed is not None:
@@ -278,17 +283,57 @@ class RecoveryLog:
             "subscriptions": [[project, sorted(events)] for project, events in ctx.subscriptions.items()],
             "rooms": sorted(ctx.logical_rooms),
         }
-        await self._store.save_session(
-            RecoverySession(
-                ctx.pid,
-                ctx.namespace,
-                ctx.sid,
-                ctx.principal.user_id,
-                state,
-                now,
-                now if disconnected else None,
-            )
+        session = RecoverySession(
+            ctx.pid, ctx.namespace, ctx.sid, ctx.principal.user_id, state, now, now if disconnected else None
         )
+        await self._submit_session(session)
+
+    def _submit_session(self, session: RecoverySession) -> asyncio.Future[None]:
+        """Saves a session with whatever else is saved meanwhile, in one transaction; resolves once
+        it is written. A later save of the same pid replaces one still waiting to be written."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued = self._sessions.get(session.pid)
+        waiters = queued[1] if queued is not None else []
+        waiters.append(done)
+        self._sessions[session.pid] = (session, waiters)
+        if self._session_writer is None:
+            self._session_writer = asyncio.ensure_future(self._write_sessions())
+        return done
+
+    async def _write_sessions(self) -> None:
+        try:
+            while self._sessions:
+                self._sessions_writing, self._sessions = self._sessions, {}
+                error: Exception | None = None
+                try:
+                    await self._store.save_sessions(
+                        [session for session, _ in self._sessions_writing.values()]
+                    )
+                except Exception as exc:  # every saver of the batch hears it
+                    error = exc
+                batch, self._sessions_writing = self._sessions_writing, {}
+                for _, waiters in batch.values():
+                    for waiter in waiters:
+                        if waiter.done():
+                            continue
+                        if error is None:
+                            waiter.set_result(None)
+                        else:
+                            waiter.set_exception(error)
+        finally:
+            self._session_writer = None
+
+    async def _session_written(self, pid: str) -> None:
+        """Waits until no save of `pid` is queued or being written, so that taking the session
+        finds the newest one (a socket that reconnects while its disconnect is being saved)."""
+        while True:
+            pending = self._sessions.get(pid) or self._sessions_writing.get(pid)
+            if pending is None:
+                return
+            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            pending[1].append(written)
+            with contextlib.suppress(Exception):  # the saver hears the error; the take goes on
+                await written
 
     async def restore(
         self, pid: str, ctx: SocketContext, offset: str | None
@@ -299,6 +344,7 @@ class RecoveryLog:
         replay starts where the session began, so a quiet socket is recovered too."""
         if (offset is not None and not offset.isdigit()) or ctx.principal is None:
             return None
+        await self._session_written(pid)
         session = await self._store.take_session(pid)
         if session is None or session.namespace != ctx.namespace or session.user_id != ctx.principal.user_id:
             return None

@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -448,14 +450,21 @@ class SqlStore:
             result = await conn.execute(t.event_log.delete().where(t.event_log.c.created_at < before))
         return int(result.rowcount or 0)
 
-    async def save_session(self, session: RecoverySession) -> None:
-        values = session.__dict__
+    async def save_sessions(self, sessions: list[RecoverySession]) -> None:
+        # One upsert for the whole batch (gateway/recovery.py groups the saves): a connect saves its
+        # session, and with one transaction per save, concurrent connects queued on SQLite's write
+        # lock and its busy handler's sleeps (docs/performance.md).
+        newest = {session.pid: dict(session.__dict__) for session in sessions}
+        if not newest:
+            return
+        s = t.recovery_sessions
+        insert = (sqlite_insert if self._recovery.dialect.name == "sqlite" else postgresql_insert)(s)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[s.c.pid],
+            set_={c.name: insert.excluded[c.name] for c in s.columns if c.name != "pid"},
+        )
         async with self._recovery.begin() as conn:
-            updated = await conn.execute(
-                t.recovery_sessions.update().where(t.recovery_sessions.c.pid == session.pid).values(**values)
-            )
-            if updated.rowcount == 0:
-                await conn.execute(t.recovery_sessions.insert().values(**values))
+            await conn.execute(upsert, list(newest.values()))
 
     async def take_session(self, pid: str) -> RecoverySession | None:
         s = t.recovery_sessions
