@@ -38,9 +38,11 @@ CLUSTER_NODES = {"product-cluster1": 1, "product-cluster2": 2}
 DEFAULT_SERVERS = ("node", "stock", "portal", "product")
 ALL_SERVERS = (*DEFAULT_SERVERS, *CLUSTER_NODES)
 # The product server (the real app) speaks the product's protocol, not the bench one: it runs the
-# broadcast workload only, through /orchestrator publish to /project/{name} and /monitoring.
+# broadcast workload through /orchestrator publish to /project/{name} and /monitoring, and the idle
+# one with the same subscribers (token, recovery on, subscribed); the bench's `echo` ack has no
+# product counterpart.
 PRODUCT_SERVERS = ("product", *CLUSTER_NODES)
-PRODUCT_WORKLOADS = ("broadcast",)
+PRODUCT_WORKLOADS = ("broadcast", "idle")
 POSTGRES_ADMIN_DSN = os.environ.get("BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Handshakes in flight against a cluster: a node's Redis client (redis-py 8's default pool, 100

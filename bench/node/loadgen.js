@@ -497,12 +497,14 @@ async function main() {
     };
   } else if (cfg.workload === 'idle') {
     // A few warm-up connections first, so one-time costs are not charged to the N measured ones.
-    const warm = connectSummary(await workers.all(() => ({ cmd: 'connect', urls, n: cfg.idle_warm_per_worker, room: null, concurrency })));
+    // product: each client connects with its token and recovery on and subscribes, as in the broadcast workload
+    const product = cfg.product || null;
+    const warm = connectSummary(await workers.all(() => ({ cmd: 'connect', urls, n: cfg.idle_warm_per_worker, room: null, concurrency, product })));
     if (warm.errors) throw new Error(`warm-up connections failed: ${warm.lastError}`);
     await sleep(cfg.settle_s * 1000);
     await mark('idle_before');
     const parts = split(cfg.n, cfg.loadgen_workers);
-    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', urls, n: parts[i], room: null, concurrency })));
+    const conn = connectSummary(await workers.all((i) => ({ cmd: 'connect', urls, n: parts[i], room: null, concurrency, product })));
     if (conn.ok !== cfg.n) throw new Error(`only ${conn.ok}/${cfg.n} idle clients connected: ${conn.lastError}`);
     await mark('idle_connected');
     await sleep(cfg.settle_s * 1000);
