@@ -9,7 +9,8 @@ Broadcasts are appended to a durable log before they are emitted, and kept in me
 so recovery also works after a restart of the server. Appends are group-committed: what is submitted
 while one batch is being written goes into the next, in one round trip, and each broadcast is
 delivered once its batch is durable, in offset order (one store round trip per batch instead of one
-per broadcast under a lock: the product-path bench, docs/performance.md).
+per broadcast under a lock: the product-path bench, docs/performance.md). Session saves (every
+connect and subscribe makes one) are group-committed the same way, the newest save per pid.
 
 Where the log lives decides who delivers. On one node it is the database (`Store`), and the log
 delivers each broadcast itself once its batch has committed. In a cluster it is a Redis stream
