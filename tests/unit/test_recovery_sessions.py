@@ -129,3 +129,16 @@ async def test_a_reconnect_takes_its_session_only_once_the_disconnect_save_is_wr
     resumed = await restoring
     assert not sessions.taken_while_writing
     assert resumed is not None and resumed[0] == "old"
+
+
+async def test_savers_are_not_left_waiting_when_the_writer_is_cancelled() -> None:
+    sessions = SlowSessions()  # never released: the write hangs until cancelled
+    log = RecoveryLog(sessions, SystemClock(), 120)  # type: ignore[arg-type]
+    writing = asyncio.ensure_future(log.save(context("s1", "p1")))
+    await settle()
+    queued = asyncio.ensure_future(log.save(context("s2", "p2")))
+    await settle()
+    assert log._session_writer is not None
+    log._session_writer.cancel()
+    results = await asyncio.wait_for(asyncio.gather(writing, queued, return_exceptions=True), 1)
+    assert [type(r) for r in results] == [asyncio.CancelledError, asyncio.CancelledError]

@@ -323,6 +323,13 @@ class RecoveryLog:
                             waiter.set_exception(error)
         finally:
             self._session_writer = None
+            # Left early (cancelled as the loop shuts down): nobody may wait for a write that
+            # will not come. After a normal end both are empty.
+            for pending in (self._sessions_writing, self._sessions):
+                for _, waiters in pending.values():
+                    for waiter in waiters:
+                        waiter.cancel()
+            self._sessions_writing, self._sessions = {}, {}
 
     async def _session_written(self, pid: str) -> None:
         """Waits until no save of `pid` is queued or being written, so that taking the session
