@@ -35,10 +35,10 @@ async def test_a_handler_finishing_after_the_disconnect_does_not_overwrite_the_s
     )
     ctx.principal = principal_for("alice", "member", ["demo"])
     ctx.pid = "p1"
-    ctx.joined.add("demo")
+    ctx.joined = frozenset({"demo"})
 
     await log.save(ctx, disconnected=True)
-    ctx.joined.clear()  # the disconnect's clean-up
+    ctx.joined = frozenset()  # the disconnect's clean-up
     await log.save(ctx)  # the late handler
 
     session = sessions.saved["p1"]
@@ -118,7 +118,7 @@ async def test_a_reconnect_takes_its_session_only_once_the_disconnect_save_is_wr
     sessions = SlowSessions()
     log = RecoveryLog(sessions, SystemClock(), 120)  # type: ignore[arg-type]
     old = context("old", "p1")
-    old.joined.add("demo")
+    old.joined = frozenset({"demo"})
     dropped = asyncio.ensure_future(log.save(old, disconnected=True))
     await settle()
     restoring = asyncio.ensure_future(log.restore("p1", context("new", "unset"), None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, get_args
@@ -27,6 +28,12 @@ class TokenService:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._secret = secret
+        # Every connection of a user keeps its Principal (a browser holds several namespaces on one
+        # token): equal principals are one object, alive as long as a connection holds it. Each token
+        # is still verified in full; only the result is shared.
+        self._principals: weakref.WeakValueDictionary[tuple[str, str, frozenset[str]], Principal] = (
+            weakref.WeakValueDictionary()
+        )
 
     def issue(
         self, user_id: str, role: Role, projects: list[str], ttl_seconds: int, now: datetime | None = None
@@ -68,7 +75,7 @@ class TokenService:
             p.value for p in principal.permissions
         }:
             raise AuthenticationError("Invalid token", code="invalid_token")
-        return principal
+        return self._principals.setdefault((principal.user_id, principal.role, principal.projects), principal)
 
 
 def permission_values(principal: Principal) -> list[str]:

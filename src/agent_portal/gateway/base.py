@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,7 +82,7 @@ def resolve_namespace(namespace: str) -> tuple[NamespaceKind, str | None] | None
         return fixed[namespace], None
     for prefix, kind in (("/project/", NamespaceKind.PROJECT), ("/chat/", NamespaceKind.CHAT)):
         if namespace.startswith(prefix) and PROJECT_NAME.match(namespace[len(prefix) :]):
-            return kind, namespace[len(prefix) :]
+            return kind, sys.intern(namespace[len(prefix) :])
     return None
 
 
@@ -239,12 +240,15 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.services.recovery.save(ctx)
 
     async def join(self, ctx: SocketContext, room: str) -> None:
-        await self.enter_room(ctx.sid, room_for(ctx, room), namespace=ctx.namespace)
-        ctx.logical_rooms.add(room)
+        # Interned: every socket in a room then holds the one copy of its name, not its own.
+        room = sys.intern(room)
+        await self.enter_room(ctx.sid, sys.intern(room_for(ctx, room)), namespace=ctx.namespace)
+        if room not in ctx.logical_rooms:
+            ctx.logical_rooms += (room,)
 
     async def leave(self, ctx: SocketContext, room: str) -> None:
         await self.leave_room(ctx.sid, room_for(ctx, room), namespace=ctx.namespace)
-        ctx.logical_rooms.discard(room)
+        ctx.logical_rooms = tuple(r for r in ctx.logical_rooms if r != room)
 
     async def _offer_recovery(self, ctx: SocketContext, auth: Any) -> None:
         """Resumes the session named by auth.pid/auth.offset, or starts a new one (decisions §7)."""

@@ -134,22 +134,27 @@ class ConnectionTracker:
     """Engine.IO sessions per user, whatever their namespaces (decisions §8)."""
 
     def __init__(self) -> None:
-        # user -> Engine.IO session -> namespaces that session holds for the user
-        self._sessions: dict[str, dict[str, set[str]]] = {}
+        # user -> Engine.IO session -> namespaces that session holds for the user (a tuple: a session
+        # holds a few namespaces, and a set per connection costs 216 bytes)
+        self._sessions: dict[str, dict[str, tuple[str, ...]]] = {}
 
     async def try_add(self, user_id: str, eio_sid: str, namespace: str, limit: int) -> bool:
         sessions = self._sessions.get(user_id, {})
         if eio_sid not in sessions and len(sessions) >= limit:
             return False
-        self._sessions.setdefault(user_id, {}).setdefault(eio_sid, set()).add(namespace)
+        held = self._sessions.setdefault(user_id, {}).get(eio_sid, ())
+        if namespace not in held:
+            self._sessions[user_id][eio_sid] = (*held, namespace)
         return True
 
     async def remove(self, user_id: str, eio_sid: str, namespace: str) -> None:
         sessions = self._sessions.get(user_id)
         if not sessions or eio_sid not in sessions:
             return
-        sessions[eio_sid].discard(namespace)
-        if not sessions[eio_sid]:
+        held = tuple(ns for ns in sessions[eio_sid] if ns != namespace)
+        if held:
+            sessions[eio_sid] = held
+        else:
             del sessions[eio_sid]
         if not sessions:
             del self._sessions[user_id]

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent_portal.clock import SystemClock
-from agent_portal.gateway.context import SocketContext
+from agent_portal.gateway.context import SocketContext, event_set
 from agent_portal.storage.store import LogEntry, RecoverySession
 
 log = logging.getLogger(__name__)
@@ -362,9 +362,9 @@ class RecoveryLog:
             return None
         ctx.pid = pid
         ctx.recovery_since = since
-        ctx.joined = set(session.state.get("joined", []))
+        ctx.joined = frozenset(session.state.get("joined", []))
         ctx.subscriptions = {
-            project: frozenset(events) for project, events in session.state.get("subscriptions", [])
+            project: event_set(events) for project, events in session.state.get("subscriptions", [])
         }
         if self._feed is not None:
             await self.caught_up(after)

@@ -3,6 +3,7 @@ on one node or (through the manager) on many."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 SYSTEM_SCOPE = "~"
@@ -18,14 +19,16 @@ def stream_rooms(scope: str, event: str) -> list[str]:
 
 
 def subscription_rooms(scopes: Iterable[str], subscriptions: dict[str | None, frozenset[str]]) -> set[str]:
-    """The rooms a socket belongs to for the scopes it follows and the events it narrowed to."""
+    """The rooms a socket belongs to for the scopes it follows and the events it narrowed to.
+
+    Interned, as every socket keeps its rooms' names: sockets in the same rooms share the strings."""
     rooms: set[str] = set()
     for scope in scopes:
         events = subscriptions.get(scope, subscriptions.get(None))
         if events is None:
-            rooms.add(f"p:{scope}")
+            rooms.add(sys.intern(f"p:{scope}"))
         else:
-            rooms.update(f"p:{scope}:{event}" for event in events)
+            rooms.update(sys.intern(f"p:{scope}:{event}") for event in events)
     return rooms
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent_portal.auth.policy import can_see
 from agent_portal.errors import ForbiddenError, ProjectNotFoundError, ValidationFailed
 from agent_portal.gateway.base import Gateway
-from agent_portal.gateway.context import SocketContext
+from agent_portal.gateway.context import SocketContext, event_set
 from agent_portal.gateway.publisher import PORTAL, project_namespace
 from agent_portal.gateway.rooms import ALL_PROJECTS_SCOPE, SYSTEM_SCOPE, members_room, subscription_rooms
 from agent_portal.protocol.client_events import SubscribeRequest
@@ -39,11 +39,12 @@ class Streams:
     async def apply(self, ctx: SocketContext) -> None:
         """Moves the socket into exactly the rooms its scopes and subscriptions call for."""
         desired = subscription_rooms(await self.scopes(ctx), ctx.subscriptions)
-        for room in ctx.rooms - desired:
-            await self.gateway.leave(ctx, room)
-        for room in desired - ctx.rooms:
+        for room in ctx.rooms:
+            if room not in desired:
+                await self.gateway.leave(ctx, room)
+        for room in sorted(desired.difference(ctx.rooms)):
             await self.gateway.join(ctx, room)
-        ctx.rooms = desired
+        ctx.rooms = tuple(sorted(desired))
 
     async def subscribe(self, ctx: SocketContext, request: SubscribeRequest) -> dict[str, object]:
         allowed = SUBSCRIBABLE[ctx.kind]
@@ -61,7 +62,7 @@ class Streams:
                     "project_name must name this namespace's project",
                     details=[ErrorDetail(path="project_name", message=f"expected {ctx.project}")],
                 )
-        ctx.subscriptions[project] = frozenset(request.events)
+        ctx.subscriptions[project] = event_set(request.events)
         await self.apply(ctx)
         await self.s.recovery.save(ctx)
         return {"events": sorted(request.events), "project_name": project}
@@ -85,7 +86,7 @@ class Streams:
         await self._visible_project(ctx, project)
         user = ctx.principal.user_id
         if project not in ctx.joined:
-            ctx.joined.add(project)
+            ctx.joined |= {project}
             await self.gateway.join(ctx, members_room(project))
             await self.apply(ctx)
             if await self.s.presence.join(project, user, f"{ctx.namespace}#{ctx.sid}"):
@@ -114,7 +115,7 @@ class Streams:
         assert ctx.principal is not None
         if project not in ctx.joined:
             return {"project_name": project, "left": False}
-        ctx.joined.discard(project)
+        ctx.joined -= {project}
         if ctx.kind is NamespaceKind.PORTAL:
             ctx.subscriptions.pop(project, None)
         await self.gateway.leave(ctx, members_room(project))
@@ -128,7 +129,7 @@ class Streams:
         assert ctx.principal is not None
         for project in sorted(ctx.joined):
             if not can_see(ctx.principal, project) or not await self.s.project_exists(project):
-                ctx.joined.discard(project)
+                ctx.joined -= {project}
                 continue
             await self.gateway.join(ctx, members_room(project))
             if await self.s.presence.join(project, ctx.principal.user_id, f"{ctx.namespace}#{ctx.sid}"):
@@ -144,7 +145,7 @@ class Streams:
 
     async def leave_all(self, ctx: SocketContext) -> None:
         for project in sorted(ctx.joined):
-            ctx.joined.discard(project)
+            ctx.joined -= {project}
             await self._left(ctx, project)
 
     async def _left(self, ctx: SocketContext, project: str) -> None:

@@ -1,0 +1,53 @@
+"""Verified tokens: equal principals are one object (every connection of a user keeps its own)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from agent_portal.auth.tokens import TokenService
+from agent_portal.errors import AuthenticationError
+
+SECRET = "s" * 48
+
+
+def test_connections_of_one_user_share_one_principal() -> None:
+    tokens = TokenService(SECRET)
+    # two tokens issued apart (different iat/exp), same grants
+    first = tokens.verify(tokens.issue("alice", "member", ["demo"], 3600).token)
+    second = tokens.verify(tokens.issue("alice", "member", ["demo"], 7200).token)
+    assert second is first
+
+
+def test_different_grants_are_different_principals() -> None:
+    tokens = TokenService(SECRET)
+    demo = tokens.verify(tokens.issue("alice", "member", ["demo"], 3600).token)
+    other = tokens.verify(tokens.issue("alice", "member", ["demo", "other"], 3600).token)
+    viewer = tokens.verify(tokens.issue("alice", "viewer", ["demo"], 3600).token)
+    bob = tokens.verify(tokens.issue("bob", "member", ["demo"], 3600).token)
+    assert len({id(p) for p in (demo, other, viewer, bob)}) == 4
+    assert other.projects == frozenset({"demo", "other"})
+    assert viewer.role == "viewer" and bob.user_id == "bob"
+
+
+def test_a_principal_no_connection_holds_is_not_kept() -> None:
+    tokens = TokenService(SECRET)
+    token = tokens.issue("alice", "member", ["demo"], 3600).token
+    tokens.verify(token)
+    gc.collect()
+    assert len(tokens._principals) == 0
+    assert tokens.verify(token).user_id == "alice"
+
+
+def test_sharing_does_not_skip_verification() -> None:
+    tokens = TokenService(SECRET)
+    token = tokens.issue("alice", "member", ["demo"], 3600).token
+    held = tokens.verify(token)
+    forged = TokenService("t" * 48).issue("alice", "member", ["demo"], 3600).token
+    with pytest.raises(AuthenticationError):
+        tokens.verify(forged)
+    expired = tokens.issue("alice", "member", ["demo"], -10).token
+    with pytest.raises(AuthenticationError):
+        tokens.verify(expired)
+    assert held.user_id == "alice"
