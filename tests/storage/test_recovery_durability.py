@@ -24,11 +24,13 @@ T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 async def _setting(store: SqlStore, *, recovery: bool) -> str:
-    engine = store._recovery if recovery else store._engine
-    sqlite = engine.url.get_backend_name() == "sqlite"
-    async with engine.connect() as conn:
-        value = await conn.exec_driver_sql("PRAGMA synchronous" if sqlite else "SHOW synchronous_commit")
-        found = str(value.scalar())
+    sqlite = store._engine.url.get_backend_name() == "sqlite"
+    query = "PRAGMA synchronous" if sqlite else "SHOW synchronous_commit"
+    if recovery:
+        found = await store._recovery.run(lambda conn: str(conn.exec_driver_sql(query).scalar()))
+    else:
+        async with store._engine.connect() as conn:
+            found = str((await conn.exec_driver_sql(query)).scalar())
     # SQLite answers a number: 1 is NORMAL, 2 FULL
     return {"1": "off", "2": "on"}.get(found, found) if sqlite else found
 
@@ -102,4 +104,32 @@ async def test_a_batch_of_log_entries_is_one_insert(store_url: str) -> None:
         logged = {e.offset: e.data["n"] for e in await store.log_since(T0 - timedelta(seconds=1))}
         assert [logged[o] for o in offsets] == list(range(50))
     finally:
+        await store.close()
+
+
+async def test_a_log_batch_commits_in_one_trip_off_the_event_loop(store_url: str) -> None:
+    # A broadcast waits for its batch's commit while the loop is busy with the fan-out, and every
+    # hand-back from a database thread waits for the loop: through aiosqlite, one per DBAPI call
+    # (six a batch). The recovery engine runs the whole transaction on its thread (storage/sql.py).
+    store = await open_store(store_url)
+    assert isinstance(store, SqlStore)
+    loop = asyncio.get_running_loop()
+    handed_back: list[Any] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        handed_back.append(callback)
+        return original(callback, *args, **kwargs)
+
+    try:
+        entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0) for n in range(20)]
+        await store.append_log(entries[:1])  # the first opens the pool's connection
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        offsets = await store.append_log(entries[1:])
+        loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+        assert len(offsets) == 19
+        # SQLite: the executor's one hand-back; PostgreSQL: none (asyncpg is the loop's own I/O)
+        assert len(handed_back) <= 1, handed_back
+    finally:
+        loop.call_soon_threadsafe = original  # type: ignore[method-assign]
         await store.close()

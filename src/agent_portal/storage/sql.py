@@ -1,10 +1,14 @@
-"""The Store on SQLAlchemy's async engine: SQLite (aiosqlite) by default, PostgreSQL (asyncpg) in production."""
+"""The Store on SQLAlchemy: SQLite by default (aiosqlite; the recovery log on a thread of its own),
+PostgreSQL (asyncpg) in production."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -35,6 +39,8 @@ from agent_portal.storage.store import (
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+T = TypeVar("T")
+
 
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone-aware columns.
@@ -51,7 +57,7 @@ def _migrate(connection: Connection) -> None:
 class SqlStore:
     """`engine` for everything but the recovery log and sessions, which go through `recovery`.
 
-    A recovery commit does not wait for the disk (`_engine(url, recovery=True)`): every broadcast
+    A recovery commit does not wait for the disk (`RecoveryEngine`): every broadcast
     waits for its log entry to commit (gateway/recovery.py), and on this machine's disk about one
     commit in a hundred took 40-280 ms waiting for its flush, the broadcasts behind it with it (the
     product bench's p99 at N = 100, docs/performance.md). Such a commit still survives the server
@@ -59,21 +65,20 @@ class SqlStore:
     can lose the last commits of a log whose entries matter for 120 s.
     """
 
-    def __init__(self, engine: AsyncEngine, recovery: AsyncEngine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, recovery: RecoveryEngine) -> None:
         self._engine = engine
-        self._recovery = recovery if recovery is not None else engine
+        self._recovery = recovery
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
         engine = _engine(url)
         async with engine.begin() as conn:
             await conn.run_sync(_migrate)
-        return cls(engine, _engine(url, recovery=True))
+        return cls(engine, RecoveryEngine.open(url))
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._recovery is not self._engine:
-            await self._recovery.dispose()
+        await self._recovery.dispose()
 
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
@@ -423,15 +428,19 @@ class SqlStore:
         # One multi-row INSERT ... RETURNING for a whole group-committed batch (gateway/recovery.py),
         # the offsets in the order of `entries`; one statement per entry cost a round trip each.
         insert = t.event_log.insert().returning(t.event_log.c.offset, sort_by_parameter_order=True)
-        async with self._recovery.begin() as conn:
-            result = await conn.execute(insert, rows)
-            return [int(offset) for (offset,) in result.all()]
+
+        def write(conn: Connection) -> list[int]:
+            return [int(offset) for (offset,) in conn.execute(insert, rows).all()]
+
+        return await self._recovery.run(write)
 
     async def log_since(self, since: datetime) -> list[LogEntry]:
         log = t.event_log
         query = sa.select(log).where(log.c.created_at >= since).order_by(log.c.offset)
-        async with self._recovery.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
+
+        def read(conn: Connection) -> list[Any]:
+            return list(conn.execute(query).mappings().all())
+
         return [
             LogEntry(
                 offset=int(row["offset"]),
@@ -442,13 +451,12 @@ class SqlStore:
                 data=row["data"],
                 created_at=_utc(row["created_at"]),
             )
-            for row in rows
+            for row in await self._recovery.run(read)
         ]
 
     async def prune_log(self, before: datetime) -> int:
-        async with self._recovery.begin() as conn:
-            result = await conn.execute(t.event_log.delete().where(t.event_log.c.created_at < before))
-        return int(result.rowcount or 0)
+        delete = t.event_log.delete().where(t.event_log.c.created_at < before)
+        return await self._recovery.run(lambda conn: int(conn.execute(delete).rowcount or 0))
 
     async def save_sessions(self, sessions: list[RecoverySession]) -> None:
         # One upsert for the whole batch (gateway/recovery.py groups the saves): a connect saves its
@@ -458,23 +466,27 @@ class SqlStore:
         if not newest:
             return
         s = t.recovery_sessions
-        insert = (sqlite_insert if self._recovery.dialect.name == "sqlite" else postgresql_insert)(s)
+        insert = (sqlite_insert if self._recovery.dialect_name == "sqlite" else postgresql_insert)(s)
         upsert = insert.on_conflict_do_update(
             index_elements=[s.c.pid],
             set_={c.name: insert.excluded[c.name] for c in s.columns if c.name != "pid"},
         )
-        async with self._recovery.begin() as conn:
-            await conn.execute(upsert, list(newest.values()))
+        rows = list(newest.values())
+        await self._recovery.run(lambda conn: conn.execute(upsert, rows))
 
     async def take_session(self, pid: str) -> RecoverySession | None:
         s = t.recovery_sessions
-        async with self._recovery.begin() as conn:
-            row = (await conn.execute(sa.select(s).where(s.c.pid == pid))).mappings().first()
+
+        def take(conn: Connection) -> Any:
+            row = conn.execute(sa.select(s).where(s.c.pid == pid)).mappings().first()
             if row is None:
                 return None
-            deleted = await conn.execute(s.delete().where(s.c.pid == pid))
-            if deleted.rowcount != 1:
-                return None  # taken by a concurrent reconnect
+            deleted = conn.execute(s.delete().where(s.c.pid == pid))
+            return row if deleted.rowcount == 1 else None  # else taken by a concurrent reconnect
+
+        row = await self._recovery.run(take)
+        if row is None:
+            return None
         disconnected = row["disconnected_at"]
         return RecoverySession(
             pid=row["pid"],
@@ -488,14 +500,13 @@ class SqlStore:
 
     async def end_sessions(self, at: datetime) -> None:
         s = t.recovery_sessions
-        async with self._recovery.begin() as conn:
-            await conn.execute(s.update().where(s.c.disconnected_at.is_(None)).values(disconnected_at=at))
+        update = s.update().where(s.c.disconnected_at.is_(None)).values(disconnected_at=at)
+        await self._recovery.run(lambda conn: conn.execute(update))
 
     async def prune_sessions(self, before: datetime) -> int:
         s = t.recovery_sessions
-        async with self._recovery.begin() as conn:
-            result = await conn.execute(s.delete().where(s.c.disconnected_at < before))
-        return int(result.rowcount or 0)
+        delete = s.delete().where(s.c.disconnected_at < before)
+        return await self._recovery.run(lambda conn: int(conn.execute(delete).rowcount or 0))
 
     # --- config --------------------------------------------------------------------------------
 
@@ -521,6 +532,63 @@ class SqlStore:
                 await conn.execute(t.config.insert().values(**record.__dict__))
 
 
+class RecoveryEngine:
+    """Where the recovery log and sessions are written: `run` runs a function of one Connection in
+    one transaction, committed when it returns.
+
+    Every broadcast waits for its log batch to commit, so the trips a transaction makes count. On
+    SQLite the function runs on a thread of its own, on a sync engine: one trip. Through aiosqlite each
+    DBAPI call (cursor, execute, fetch, close, commit, the pool's reset) was a trip to its thread and
+    back through the event loop, which at saturation is busy with the fan-out: product broadcast
+    N = 100, 5 alternating pairs, p50 4.34 -> 3.54 ms and p99 10.4 -> 7.92 ms (docs/performance.md).
+    On PostgreSQL the trips are the network's; the function runs on asyncpg (`run_sync`).
+
+    The commits do not wait for the disk: SQLite `synchronous=NORMAL`, PostgreSQL
+    `synchronous_commit=off` (see SqlStore).
+    """
+
+    def __init__(
+        self, sync_engine: sa.Engine, async_engine: AsyncEngine | None, thread: ThreadPoolExecutor | None
+    ) -> None:
+        self.sync_engine = sync_engine
+        self.dialect_name = sync_engine.dialect.name
+        self._async = async_engine
+        self._thread = thread
+
+    @classmethod
+    def open(cls, url: str) -> RecoveryEngine:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(
+                sa.make_url(url).set(drivername="sqlite"),
+                json_serializer=compact_dumps,
+                # the engine's connections are opened and used only on its one thread
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            sa.event.listen(engine, "connect", _sqlite_recovery_pragmas)
+            return cls(engine, None, ThreadPoolExecutor(1, thread_name_prefix="recovery-db"))
+        async_engine = _engine(url, recovery=True)
+        return cls(async_engine.sync_engine, async_engine, None)
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        if self._async is not None:
+            async with self._async.begin() as conn:
+                return await conn.run_sync(work)
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.sync_engine.begin() as conn:
+            return work(conn)
+
+    async def dispose(self) -> None:
+        if self._async is not None:
+            await self._async.dispose()
+            return
+        assert self._thread is not None
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.sync_engine.dispose)
+        self._thread.shutdown(wait=False)
+
+
 def _engine(url: str, *, recovery: bool = False) -> AsyncEngine:
     # JSON columns written by orjson: the recovery log's three per broadcast, through the
     # stdlib, were 3.4 % of the product bench's CPU (docs/performance.md). Read by the stdlib,
@@ -535,9 +603,7 @@ def _engine(url: str, *, recovery: bool = False) -> AsyncEngine:
             kwargs["connect_args"] = {"server_settings": {"synchronous_commit": "off"}}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
-        sa.event.listen(
-            engine.sync_engine, "connect", _sqlite_recovery_pragmas if recovery else _sqlite_pragmas
-        )
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 
