@@ -137,7 +137,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return await self._disconnect(namespace, sid, args[0] if args else "")
         return await self._event(namespace, sid, event, args)
 
-    def _soon(self, work: Awaitable[Any]) -> None:
+    def soon(self, work: Awaitable[Any]) -> None:
         """Runs `work` after the current handler returns (and its ack is sent), keeping a reference."""
 
         async def run() -> None:
@@ -422,7 +422,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             if ctx.principal is None and not isinstance(exc, AuthenticationError):
                 # Refused outright (wrong project, too many connections, banned): the socket cannot be
                 # used. Closed after this handler returns, so the ack goes out first.
-                self._soon(self.disconnect(ctx.sid, namespace=ctx.namespace))
+                self.soon(self.disconnect(ctx.sid, namespace=ctx.namespace))
             return reply
         await s.audit.record(
             principal.user_id,
