@@ -380,13 +380,13 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     @staticmethod
     def _check_project(ctx: SocketContext, request: BaseModel) -> None:
         # A project named in any request must be one the user may see, whatever the event does with it.
-        project = getattr(request, "project_name", None)
+        project = _field(request, "project_name")
         if isinstance(project, str) and ctx.principal is not None and not can_see(ctx.principal, project):
             raise ForbiddenError(f"Not allowed on project {project}")
 
     @staticmethod
     def _check_user_id(ctx: SocketContext, request: BaseModel) -> None:
-        claimed = getattr(request, "user_id", None)
+        claimed = _field(request, "user_id")
         if claimed is not None and ctx.principal is not None and claimed != ctx.principal.user_id:
             raise AuthenticationError("user_id does not match the token", code="user_mismatch")
 
@@ -472,6 +472,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _emit_model(self, ctx: SocketContext, event: str, model: BaseModel) -> None:
         await self.services.publisher.to_socket(ctx.namespace, ctx.sid, event, model)
+
+
+def _field(request: BaseModel, name: str) -> Any:
+    # Asked of the model's fields, not with getattr: pydantic answers a missing attribute by raising
+    # AttributeError, and that was 2 % of the server's CPU in the product bench, for every publish.
+    return getattr(request, name) if name in type(request).model_fields else None
 
 
 def _plain(details: Any) -> Any:
