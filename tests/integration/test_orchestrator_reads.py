@@ -50,6 +50,7 @@ async def test_a_burst_reads_the_project_once_per_expiry(
 
     first = await orch.call("publish", output(0))
     assert first == {"ok": True, "data": {"event": "test_output"}}
+    await asyncio.sleep(0.2)  # the activity is written after the publication
     assert calls == ["get_project", "touch_project"]  # cold: read, and an hour-old activity written
     calls.clear()
 
@@ -69,3 +70,70 @@ async def test_a_burst_reads_the_project_once_per_expiry(
     assert stored is not None and stored.last_activity > an_hour_ago
     await watcher.wait_for("test_output", lambda data: data["sequence_number"] == 9)
     assert sorted(d["sequence_number"] for d in watcher.of("test_output")) == list(range(1, 10))
+
+
+async def test_a_publication_does_not_wait_for_its_activity_write(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    store = server.app.services.store
+    await store.add_project(ProjectRecord("ext", None, True, an_hour_ago, an_hour_ago))
+    orch = await server.client("/orchestrator", server.token("bot", "orchestrator", ["ext"]))
+    watcher = await server.client("/monitoring", server.token("gina", "viewer", ["ext"]))
+    release = asyncio.Event()
+    writes: list[datetime] = []
+    original = store.touch_project
+
+    async def slow_disk(project: str, at: datetime) -> None:
+        await release.wait()
+        writes.append(at)
+        await original(project, at)
+
+    monkeypatch.setattr(store, "touch_project", slow_disk)
+
+    # Delivered and acked while the write is held back; the next ones do not start another.
+    assert (await orch.call("publish", output(0)))["ok"]
+    await watcher.wait_for("test_output", lambda data: data["sequence_number"] == 1)
+    assert (await orch.call("publish", output(1)))["ok"]
+    await watcher.wait_for("test_output", lambda data: data["sequence_number"] == 2)
+    assert writes == []
+
+    release.set()
+    for _ in range(50):
+        if writes:
+            break
+        await asyncio.sleep(0.02)
+    assert len(writes) == 1
+    stored = await store.get_project("ext")
+    assert stored is not None and stored.last_activity == writes[0]
+
+
+async def test_a_failed_activity_write_does_not_fail_the_publication(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    store = server.app.services.store
+    await store.add_project(ProjectRecord("ext", None, True, an_hour_ago, an_hour_ago))
+    orch = await server.client("/orchestrator", server.token("bot", "orchestrator", ["ext"]))
+    watcher = await server.client("/monitoring", server.token("gina", "viewer", ["ext"]))
+
+    async def broken(project: str, at: datetime) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "touch_project", broken)
+    assert await orch.call("publish", output(0)) == {"ok": True, "data": {"event": "test_output"}}
+    await watcher.wait_for("test_output", lambda data: data["sequence_number"] == 1)
+    for _ in range(50):
+        if "writing the last activity of project ext failed" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "writing the last activity of project ext failed" in caplog.text
+    # the next publication tries again (the failed one no longer counts as in flight)
+    monkeypatch.undo()
+    assert (await orch.call("publish", output(1)))["ok"]
+    for _ in range(50):
+        stored = await store.get_project("ext")
+        if stored is not None and stored.last_activity > an_hour_ago:
+            break
+        await asyncio.sleep(0.02)
+    assert stored is not None and stored.last_activity > an_hour_ago

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,9 +19,12 @@ from agent_portal.protocol.common import ErrorDetail
 from agent_portal.protocol.registry import PUBLISHABLE_EVENTS, NamespaceKind
 from agent_portal.storage.store import ProjectRecord
 
-# A project's last activity is kept to this resolution: one write (a commit) per publication was
-# most of an orchestrator's per-event cost on the product-path bench (docs/performance.md).
-ACTIVITY_RESOLUTION = timedelta(seconds=1)
+# A project's last activity is kept to the minute. One write (a commit) per publication was most of
+# an orchestrator's per-event cost on the product-path bench; one a second still held a broadcast
+# back every second: on SQLite the write holds the database's one write lock while it waits for
+# the disk, and the recovery log's append waited for it, ~4 ms, the p99 at a sustained rate
+# (docs/performance.md, session 11).
+ACTIVITY_RESOLUTION = timedelta(seconds=60)
 # A project's record (does it exist, is it external) is read at most this often per project while an
 # orchestrator publishes: the read was the next largest per-publication cost (docs/performance.md).
 RECORD_TTL = 1.0
@@ -80,17 +83,24 @@ class OrchestratorNamespace:
                 raise ForbiddenError(f"Project {project} is run by the embedded orchestrator")
             now = self.s.clock.now()
             if now - record.last_activity >= ACTIVITY_RESOLUTION and project not in self._touching:
-                # One publication writes it; the others in flight meanwhile do not write it too.
+                # One publication has it written; the others in flight meanwhile do not write it too.
                 self._touching.add(project)
-                try:
-                    await self.s.store.touch_project(project, now)
-                finally:
-                    self._touching.discard(project)
-                cached = self._records.get(project)
-                if cached is not None:
-                    self._records[project] = (replace(cached[0], last_activity=now), cached[1])
+                self.gateway.soon(self._touch(project, now))
         await self.s.publisher.publish(request.event, event)
         return {"event": request.event}
+
+    async def _touch(self, project: str, now: datetime) -> None:
+        # Not awaited by the publication: on SQLite the write is a commit that waits for the disk.
+        try:
+            await self.s.store.touch_project(project, now)
+        except Exception:
+            log.exception("writing the last activity of project %s failed", project)
+            return
+        finally:
+            self._touching.discard(project)
+        cached = self._records.get(project)
+        if cached is not None:
+            self._records[project] = (replace(cached[0], last_activity=now), cached[1])
 
     async def _record(self, project: str) -> ProjectRecord:
         cached = self._records.get(project)
