@@ -67,8 +67,13 @@ class Profile:
     payload_bytes: int = 100
     loadgen_workers: int = 2
     connect_concurrency: int = 100
+    # Deliveries kept outstanding at saturation, and how often each load generator worker says how
+    # many it received. Until 2026-12-04 (session 11) 8000 and 20 ms: the publisher then saw every
+    # delivery ~10 ms late on average, which at 400k deliveries/s is half the window, so the fast
+    # servers were held to what the window let through, at 44-65 % CPU (docs/performance.md).
     window_broadcasts: int = 4
-    window_deliveries: int = 8000
+    window_deliveries: int = 32000
+    report_interval_ms: float = 2.0
     drain_timeout_s: float = 30.0
     idle_warm_per_worker: int = 5
     case_timeout_s: float = 240.0
@@ -522,6 +527,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         help="before each run wait up to this many s for other processes to go quiet (default 30, smoke 0)",
     )
+    p.add_argument("--window", type=int, help="broadcast saturation: deliveries kept outstanding at least")
+    p.add_argument("--report-ms", type=float, help="how often each load generator worker reports its counts")
     p.add_argument("--out", default=str(BENCH / "results"), help="output directory")
     p.add_argument("--python", default=sys.executable, help="interpreter for the Python servers")
     return p.parse_args(argv)
@@ -552,6 +559,10 @@ def main(argv: list[str]) -> int:
         profile = replace(profile, quiet_wait_s=args.quiet_wait)
     if args.duration is not None:
         profile = replace(profile, duration_s=args.duration, latency_duration_s=args.duration)
+    if args.window is not None:
+        profile = replace(profile, window_deliveries=args.window)
+    if args.report_ms is not None:
+        profile = replace(profile, report_interval_ms=args.report_ms)
     servers = choose(args.servers, ALL_SERVERS, "servers")
     workloads = choose(args.workloads, ALL_WORKLOADS, "workloads")
     cases = [

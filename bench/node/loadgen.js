@@ -212,7 +212,7 @@ function runWorker() {
       reported = received;
       process.send({ ev: 'count', received });
     }
-  }, 20);
+  }, Number(process.env.BENCH_REPORT_MS || 20));
 
   async function ackLoop(payload, t0, t1) {
     let count = 0;
@@ -283,14 +283,14 @@ function runWorker() {
 
 // ---------------------------------------------------------------- coordinator process
 class Workers {
-  constructor(n) {
+  constructor(n, reportMs) {
     this.procs = [];
     this.counts = new Array(n).fill(0);
     this.pending = new Map();
     this.nextId = 1;
     this.wakers = [];
     for (let i = 0; i < n; i++) {
-      const p = fork(__filename, [], { env: { ...process.env, BENCH_LOADGEN_WORKER: '1' } });
+      const p = fork(__filename, [], { env: { ...process.env, BENCH_LOADGEN_WORKER: '1', BENCH_REPORT_MS: String(reportMs) } });
       p.on('message', (m) => {
         if (m.ev === 'count') {
           this.counts[i] = m.received;
@@ -384,7 +384,7 @@ async function main() {
     const r = await lines.next();
     if (r.done) throw new Error('driver went away');
   };
-  const workers = new Workers(cfg.loadgen_workers);
+  const workers = new Workers(cfg.loadgen_workers, cfg.report_interval_ms);
   const payload = 'x'.repeat(cfg.payload_bytes);
   const result = { workload: cfg.workload, n: cfg.n, workers: cfg.loadgen_workers };
   const concurrency = Math.max(1, Math.floor(cfg.connect_concurrency / cfg.loadgen_workers));
