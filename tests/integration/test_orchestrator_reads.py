@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,14 +73,29 @@ async def test_a_burst_reads_the_project_once_per_expiry(
     assert sorted(d["sequence_number"] for d in watcher.of("test_output")) == list(range(1, 10))
 
 
+async def external_project_an_hour_idle(server: LiveServer) -> tuple[datetime, Any, Any]:
+    """Project `ext`, last active an hour ago; its orchestrator and a /monitoring watcher."""
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    await server.app.services.store.add_project(ProjectRecord("ext", None, True, an_hour_ago, an_hour_ago))
+    orch = await server.client("/orchestrator", server.token("bot", "orchestrator", ["ext"]))
+    watcher = await server.client("/monitoring", server.token("gina", "viewer", ["ext"]))
+    return an_hour_ago, orch, watcher
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> bool:
+    """Whether `check` comes true within a second (the activity write runs after the reply)."""
+    for _ in range(50):
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def test_a_publication_does_not_wait_for_its_activity_write(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    _, orch, watcher = await external_project_an_hour_idle(server)
     store = server.app.services.store
-    await store.add_project(ProjectRecord("ext", None, True, an_hour_ago, an_hour_ago))
-    orch = await server.client("/orchestrator", server.token("bot", "orchestrator", ["ext"]))
-    watcher = await server.client("/monitoring", server.token("gina", "viewer", ["ext"]))
     release = asyncio.Event()
     writes: list[datetime] = []
     original = store.touch_project
@@ -99,10 +115,11 @@ async def test_a_publication_does_not_wait_for_its_activity_write(
     assert writes == []
 
     release.set()
-    for _ in range(50):
-        if writes:
-            break
-        await asyncio.sleep(0.02)
+
+    async def written() -> bool:
+        return bool(writes)
+
+    assert await eventually(written)
     assert len(writes) == 1
     stored = await store.get_project("ext")
     assert stored is not None and stored.last_activity == writes[0]
@@ -111,11 +128,8 @@ async def test_a_publication_does_not_wait_for_its_activity_write(
 async def test_a_failed_activity_write_does_not_fail_the_publication(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    an_hour_ago, orch, watcher = await external_project_an_hour_idle(server)
     store = server.app.services.store
-    await store.add_project(ProjectRecord("ext", None, True, an_hour_ago, an_hour_ago))
-    orch = await server.client("/orchestrator", server.token("bot", "orchestrator", ["ext"]))
-    watcher = await server.client("/monitoring", server.token("gina", "viewer", ["ext"]))
 
     async def broken(project: str, at: datetime) -> None:
         raise OSError("disk full")
@@ -123,17 +137,17 @@ async def test_a_failed_activity_write_does_not_fail_the_publication(
     monkeypatch.setattr(store, "touch_project", broken)
     assert await orch.call("publish", output(0)) == {"ok": True, "data": {"event": "test_output"}}
     await watcher.wait_for("test_output", lambda data: data["sequence_number"] == 1)
-    for _ in range(50):
-        if "writing the last activity of project ext failed" in caplog.text:
-            break
-        await asyncio.sleep(0.02)
-    assert "writing the last activity of project ext failed" in caplog.text
+
+    async def logged() -> bool:
+        return "writing the last activity of project ext failed" in caplog.text
+
+    assert await eventually(logged)
     # the next publication tries again (the failed one no longer counts as in flight)
     monkeypatch.undo()
     assert (await orch.call("publish", output(1)))["ok"]
-    for _ in range(50):
+
+    async def touched() -> bool:
         stored = await store.get_project("ext")
-        if stored is not None and stored.last_activity > an_hour_ago:
-            break
-        await asyncio.sleep(0.02)
-    assert stored is not None and stored.last_activity > an_hour_ago
+        return stored is not None and stored.last_activity > an_hour_ago
+
+    assert await eventually(touched)
