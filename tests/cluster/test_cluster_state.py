@@ -85,8 +85,8 @@ class Delivered:
     def __init__(self) -> None:
         self.entries: list[LogEntry] = []
 
-    async def __call__(self, entry: LogEntry) -> None:
-        self.entries.append(entry)
+    async def __call__(self, entries: list[LogEntry]) -> None:
+        self.entries.extend(entries)
 
 
 async def _log_on(node: ClusterNode, window: float = 60.0) -> tuple[RecoveryLog, Delivered]:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from agent_portal.cluster.node import ClusterNode
-from agent_portal.gateway.recovery import Deliver
+from agent_portal.gateway.recovery import Receive
 from agent_portal.storage.store import LogEntry, RecoverySession
 
 # KEYS: offset counter, stream. ARGV: channel, then one message per broadcast. Returns the offsets.
@@ -86,12 +86,12 @@ class RedisRecoveryLog:
         self._stream = node.key("log", "entries")
         self._channel = node.key("log", "live")
         self._append = node.redis.register_script(_APPEND)
-        self._receive: Deliver | None = None
+        self._receive: Receive | None = None
         # Told of entries published by other nodes (so live config reloads everywhere).
         self.observers: list[Observer] = []
         node.on(self._channel, self._message)
 
-    def listen(self, receive: Deliver) -> None:
+    def listen(self, receive: Receive) -> None:
         self._receive = receive
 
     async def _message(self, message: bytes) -> None:

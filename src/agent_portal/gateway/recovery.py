@@ -9,7 +9,9 @@ Broadcasts are appended to a durable log before they are emitted, and kept in me
 so recovery also works after a restart of the server. Appends are group-committed: what is submitted
 while one batch is being written goes into the next, in one round trip, and each broadcast is
 delivered once its batch is durable, in offset order (one store round trip per batch instead of one
-per broadcast under a lock: the product-path bench, docs/performance.md). Session saves (every
+per broadcast under a lock: the product-path bench, docs/performance.md). A batch is delivered as
+one (`Deliver` takes the list), so each socket gets a run of its broadcasts in one write (fanout.py,
+`FanoutBatch`). Session saves (every
 connect and subscribe makes one) are group-committed the same way, the newest save per pid.
 
 Where the log lives decides who delivers. On one node it is the database (`Store`), and the log
@@ -40,9 +42,11 @@ RECOVERY_PREFIX = "r|"
 # Every socket of a namespace is in this room, so namespace-wide broadcasts are room broadcasts too.
 ALL = "all"
 
-# Sends one logged broadcast (with its offset) to this node's sockets.
-Deliver = Callable[[LogEntry], Awaitable[None]]
-Emit = Deliver
+# Sends logged broadcasts (with their offsets), in order, to this node's sockets.
+Deliver = Callable[[list[LogEntry]], Awaitable[None]]
+# Takes one logged broadcast: from the cluster's log, or to replay to one socket.
+Receive = Callable[[LogEntry], Awaitable[None]]
+Emit = Receive
 # How long a publisher waits for its own node to receive a broadcast back from the cluster log
 # before it is told "sent" anyway (it is durable; the node catches up from the stream).
 CLUSTER_ECHO_TIMEOUT = 5.0
@@ -65,7 +69,7 @@ class RecoveryStore(Protocol):
 class LogFeed(Protocol):
     """A log that hands every appended entry, from any node, to `receive`, in offset order."""
 
-    def listen(self, receive: Deliver) -> None: ...
+    def listen(self, receive: Receive) -> None: ...
 
 
 def room_for(ctx: SocketContext, room: str) -> str:
@@ -150,28 +154,36 @@ class RecoveryLog:
                         if not done.done():
                             done.set_exception(exc)
                     continue
-                for (entry, done), offset in zip(batch, offsets, strict=True):
-                    if self._feed is not None:
+                if self._feed is not None:
+                    for (_, done), offset in zip(batch, offsets, strict=True):
                         self._await_echo(offset, done)
-                        continue
-                    try:
-                        await self._deliver(LogEntry(offset, *_fields_after_offset(entry)))
-                    except Exception as exc:
+                    continue
+                logged = [
+                    LogEntry(offset, *_fields_after_offset(entry))
+                    for (entry, _), offset in zip(batch, offsets, strict=True)
+                ]
+                # The batch goes out as one: its broadcasts to the same sockets in one write each
+                # (gateway/fanout.py, FanoutBatch).
+                try:
+                    await self._deliver(logged)
+                except Exception as exc:
+                    for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
-                        continue
+                    continue
+                for (_, done), offset in zip(batch, offsets, strict=True):
                     if not done.done():
                         done.set_result(offset)
         finally:
             self._writer = None
 
-    async def _deliver(self, entry: LogEntry) -> None:
-        # Into the window (for replays) just before it goes out live, as one step: a replay
-        # ending meanwhile has either sent it or is no longer held back from it.
-        self._entries.append(entry)
-        self.head = max(self.head, entry.offset)
+    async def _deliver(self, entries: list[LogEntry]) -> None:
+        # Into the window (for replays) just before they go out live, as one step: a replay
+        # ending meanwhile has either sent them or is no longer held back from them.
+        self._entries.extend(entries)
+        self.head = max(self.head, entries[-1].offset)
         self._moved.set()
-        await self.deliver(entry)
+        await self.deliver(entries)
 
     # --- cluster: entries come back from the shared log, every node's in one order -----------
 
@@ -200,17 +212,18 @@ class RecoveryLog:
                 for e in await self._store.log_since(self._clock.now() - self.window)
                 if self.head < e.offset < entry.offset
             ]
-            for earlier in missed:
-                await self._deliver_echo(earlier)
-        await self._deliver_echo(entry)
+            await self._deliver_echo([*missed, entry])
+        else:
+            await self._deliver_echo([entry])
 
-    async def _deliver_echo(self, entry: LogEntry) -> None:
+    async def _deliver_echo(self, entries: list[LogEntry]) -> None:
         try:
-            await self._deliver(entry)
+            await self._deliver(entries)
         finally:
-            done = self._echo.pop(entry.offset, None)
-            if done is not None and not done.done():
-                done.set_result(entry.offset)
+            for entry in entries:
+                done = self._echo.pop(entry.offset, None)
+                if done is not None and not done.done():
+                    done.set_result(entry.offset)
 
     async def caught_up(self, offset: int) -> None:
         """Waits (briefly) until this node has delivered `offset`: a client that got it from another
@@ -399,5 +412,5 @@ def _fields_after_offset(entry: LogEntry) -> tuple[Any, ...]:
     )
 
 
-async def _nowhere(entry: LogEntry) -> None:
+async def _nowhere(entries: list[LogEntry]) -> None:
     raise RuntimeError("RecoveryLog.deliver is not set")
