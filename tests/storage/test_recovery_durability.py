@@ -84,18 +84,30 @@ async def test_the_recovery_log_and_sessions_outlive_a_killed_process(store_url:
         await store.close()
 
 
+def _inserts_of(store: SqlStore) -> list[str]:
+    """The INSERT statements the recovery engine runs from now on, as the database is sent them."""
+    inserts: list[str] = []
+
+    def seen(statement: str) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+
+    engine = store._recovery.sync_engine
+    if engine.dialect.name == "sqlite":
+        # The log's batch goes through the DBAPI cursor (storage/sql.py), past SQLAlchemy's
+        # events; SQLite's own trace sees every statement.
+        sa.event.listen(engine, "checkout", lambda dbapi, *_: dbapi.set_trace_callback(seen))
+    else:
+        sa.event.listen(engine, "before_cursor_execute", lambda _conn, _cursor, sql, *_: seen(sql))
+    return inserts
+
+
 async def test_a_batch_of_log_entries_is_one_insert(store_url: str) -> None:
     # Every broadcast waits for its batch's commit: on SQLite an ordered INSERT ... RETURNING without
     # the sentinel column went row by row, two trips to aiosqlite's thread per entry (tables.py).
     store = await open_store(store_url)
     assert isinstance(store, SqlStore)
-    inserts: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
-            inserts.append(statement)
-
-    sa.event.listen(store._recovery.sync_engine, "before_cursor_execute", seen)
+    inserts = _inserts_of(store)
     try:
         entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0) for n in range(50)]
         offsets = await store.append_log(entries)
@@ -132,4 +144,56 @@ async def test_a_log_batch_commits_in_one_trip_off_the_event_loop(store_url: str
         assert len(handed_back) <= 1, handed_back
     finally:
         loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+        await store.close()
+
+
+async def test_offsets_are_never_given_twice_even_once_the_log_is_pruned_empty(store_url: str) -> None:
+    # SQLite's plain INTEGER PRIMARY KEY gives max(rowid) + 1: after a quiet window pruned every
+    # entry, or on a restart with an empty log, offsets began at 1 again, below those clients held
+    # (migration 0004).
+    def entry(n: int) -> LogEntry:
+        return LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0)
+
+    store = await open_store(store_url)
+    try:
+        given = await store.append_log([entry(n) for n in range(3)])
+        assert await store.prune_log(T0 + timedelta(days=1)) == 3
+        after_prune = await store.append_log([entry(3)])
+        assert after_prune[0] > max(given)
+        await store.prune_log(T0 + timedelta(days=1))
+    finally:
+        await store.close()
+    store = await open_store(store_url)  # a restart on the empty log
+    try:
+        assert (await store.append_log([entry(4)]))[0] > after_prune[0]
+    finally:
+        await store.close()
+
+
+async def test_the_autoincrement_migration_keeps_rows_and_continues_past_every_offset(tmp_path: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from agent_portal.storage.sql import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        insert = 'INSERT INTO event_log ("offset", namespace, rooms, skip, event, data, created_at) VALUES '
+        row = "'/p', '[\"p\"]', '[]', 'e', '{\"n\": %d}', '2026-12-03 12:00:00.000000'"
+        conn.exec_driver_sql(insert + f"(41, {row % 41}), (42, {row % 42})")
+    engine.dispose()
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")  # upgrades to head
+    try:
+        kept = await store.log_since(T0 - timedelta(seconds=1))
+        assert [(e.offset, e.data) for e in kept] == [(41, {"n": 41}), (42, {"n": 42})]
+        await store.prune_log(T0 + timedelta(days=1))
+        (offset,) = await store.append_log([LogEntry(0, "/p", ("p",), (), "e", {"n": 43}, T0)])
+        # past 42, and past any offset pruned before the upgrade: the sequence starts at the clock
+        assert offset > datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000
+    finally:
         await store.close()

@@ -150,6 +150,8 @@ event_log = Table(
     # 14 ms a batch on the product bench (docs/performance.md, migration 0003).
     insert_sentinel("sentinel"),
     Index("ix_event_log_created", "created_at"),
+    # An offset is never given twice, even once the rows above it are pruned (migration 0004).
+    sqlite_autoincrement=True,
 )
 
 recovery_sessions = Table(
