@@ -153,6 +153,26 @@ async def test_event_log_data_comes_back_as_it_went_in(store: Store) -> None:
     assert [logged[o] for o in offsets] == [plain, big]
 
 
+async def test_event_log_times_come_back_as_they_went_in_and_prune_by_them(store: Store) -> None:
+    # SQLite's log rows are written through the DBAPI (storage/sql.py), in the text SQLAlchemy's
+    # DATETIME reads back and compares; a whole second and another zone included.
+    from datetime import timezone
+
+    from agent_portal.storage.store import LogEntry
+
+    times = [
+        T0,
+        T0 + timedelta(microseconds=1),
+        (T0 + timedelta(seconds=2)).astimezone(timezone(timedelta(hours=-5))),
+    ]
+    entries = [LogEntry(0, "/monitoring", ("m",), (), "test_output", {}, at) for at in times]
+    await store.append_log(entries)
+    assert [e.created_at for e in await store.log_since(T0)] == times
+    assert [e.created_at for e in await store.log_since(T0 + timedelta(microseconds=1))] == times[1:]
+    assert await store.prune_log(T0 + timedelta(seconds=1)) == 2
+    assert [e.created_at for e in await store.log_since(T0 - timedelta(days=1))] == times[2:]
+
+
 async def test_sessions_are_upserted_in_one_batch_and_taken_once(store: Store) -> None:
     from agent_portal.storage.store import RecoverySession
 

@@ -11,8 +11,8 @@ while one batch is being written goes into the next, in one round trip, and each
 delivered once its batch is durable, in offset order (one store round trip per batch instead of one
 per broadcast under a lock: the product-path bench, docs/performance.md). A batch is delivered as
 one (`Deliver` takes the list), so each socket gets a run of its broadcasts in one write (fanout.py,
-`FanoutBatch`). Session saves (every
-connect and subscribe makes one) are group-committed the same way, the newest save per pid.
+`FanoutBatch`). Session saves (every connect and subscribe makes one) are group-committed the same
+way, the newest save per pid.
 
 Where the log lives decides who delivers. On one node it is the database (`Store`), and the log
 delivers each broadcast itself once its batch has committed. In a cluster it is a Redis stream
