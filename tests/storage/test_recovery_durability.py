@@ -197,3 +197,33 @@ async def test_the_autoincrement_migration_keeps_rows_and_continues_past_every_o
         assert offset > datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000
     finally:
         await store.close()
+
+
+async def test_the_sqlite_log_thread_keeps_one_connection_and_drops_one_that_failed(tmp_path: Any) -> None:
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'held.db'}")
+    assert isinstance(store, SqlStore)
+    checkouts: list[Any] = []
+    sa.event.listen(store._recovery.sync_engine, "checkout", lambda dbapi, *_: checkouts.append(dbapi))
+
+    def entry(n: int) -> LogEntry:
+        return LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0)
+
+    def failing(conn: Any) -> None:
+        conn.exec_driver_sql("INSERT INTO event_log (namespace) VALUES ('half a row')")  # NOT NULLs
+
+    try:
+        for n in range(5):
+            await store.append_log([entry(n)])
+        assert len(checkouts) == 1
+        try:
+            await store._recovery.run(failing)
+        except sa.exc.IntegrityError:
+            pass
+        else:
+            raise AssertionError("the half row was accepted")
+        offsets = await store.append_log([entry(5)])
+        assert len(checkouts) == 2, "a fresh connection after the failed transaction"
+        logged = [e.data["n"] for e in await store.log_since(T0 - timedelta(seconds=1))]
+        assert logged == list(range(6)) and len(offsets) == 1
+    finally:
+        await store.close()
