@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from agent_portal.storage import tables as t
 from agent_portal.storage.sql import SqlStore
-from agent_portal.storage.store import LogEntry
+from agent_portal.storage.store import LogEntry, Target
 
 DATA = {
     "project_name": "bench",
@@ -41,12 +41,15 @@ DATA = {
     "timestamp": "2026-12-07T12:00:00.000Z",
     "sequence_number": 1796648412000123,
 }
-ROOMS = ("r|p:bench", "r|p:bench:test_output")
+TARGETS = (
+    Target("/project/bench", ("p:bench", "p:bench:test_output")),
+    Target("/monitoring", ("p:bench", "p:bench:test_output", "p:*", "p:*:test_output")),
+)
 
 
 def entries(count: int) -> list[LogEntry]:
     now = datetime.now(UTC)
-    return [LogEntry(0, "/project/bench", ROOMS, (), "test_output", DATA, now) for _ in range(count)]
+    return [LogEntry(0, TARGETS, "test_output", DATA, now) for _ in range(count)]
 
 
 def core_append(store: SqlStore) -> Callable[[list[LogEntry]], Awaitable[list[int]]]:
@@ -55,9 +58,7 @@ def core_append(store: SqlStore) -> Callable[[list[LogEntry]], Awaitable[list[in
     async def append(batch: list[LogEntry]) -> list[int]:
         rows = [
             {
-                "namespace": e.namespace,
-                "rooms": list(e.rooms),
-                "skip": list(e.skip),
+                "targets": [target.plain() for target in e.targets],
                 "event": e.event,
                 "data": e.data,
                 "created_at": e.created_at,

@@ -17,7 +17,9 @@ from agent_portal.cluster.node import ClusterNode
 from agent_portal.cluster.presence import RedisPresence
 from agent_portal.gateway.presence import Presence, PresenceStore
 from agent_portal.gateway.recovery import RecoveryLog
-from agent_portal.storage.store import LogEntry, RecoverySession
+from agent_portal.storage.store import LogEntry, RecoverySession, Target
+
+CHAT = [Target("/chat/demo", ("all",))]
 
 pytestmark = pytest.mark.redis
 
@@ -111,7 +113,7 @@ async def test_every_node_delivers_every_broadcast_in_one_offset_order(
         for n in range(40):  # both nodes publish, interleaved, in batches
             log = logs[n % 2][0]
             args = json.dumps(["message_received", {"n": n}], separators=(",", ":"))
-            futures.append(log.submit("/chat/demo", ["all"], [], "message_received", {"n": n}, args))
+            futures.append(log.submit(CHAT, "message_received", {"n": n}, args))
             if n % 7 == 0:
                 await asyncio.sleep(0)
         offsets = await asyncio.wait_for(asyncio.gather(*futures), 5)
@@ -141,14 +143,12 @@ async def test_a_node_that_missed_broadcasts_reads_them_from_the_stream(
     publisher, _ = await _log_on(publishing_node)
     await publishing_node.start()
     await publisher.start()
-    first = await publisher.submit("/chat/demo", ["all"], [], "message_received", {"n": 0})
+    first = await publisher.submit(CHAT, "message_received", {"n": 0})
     late_node = ClusterNode(redis_url, prefix=cluster_node.prefix)  # never subscribed
     late, delivered = await _log_on(late_node)
     await late.start()
     assert late.head == first, "a starting node reads the window from the stream"
-    offsets = [
-        await publisher.submit("/chat/demo", ["all"], [], "message_received", {"n": n}) for n in range(1, 4)
-    ]
+    offsets = [await publisher.submit(CHAT, "message_received", {"n": n}) for n in range(1, 4)]
     # The late node hears of the last broadcast only (its subscription was down for the others).
     since = datetime.now(UTC) - timedelta(minutes=1)
     last = [e for e in await RedisRecoveryLog(late_node, 60).log_since(since) if e.offset == offsets[-1]]
@@ -195,7 +195,7 @@ async def test_a_session_whose_node_died_is_recovered_only_while_the_log_covers_
     await node.start()
     await log.start()
     try:
-        first = await log.submit("/chat/demo", ["all"], [], "message_received", {"n": 1})
+        first = await log.submit(CHAT, "message_received", {"n": 1})
 
         def socket(sid: str) -> SocketContext:
             ctx = SocketContext(sid, "e", "/chat/demo", NamespaceKind.CHAT, "demo", "ip", "ua", clock.at)
@@ -214,7 +214,7 @@ async def test_a_session_whose_node_died_is_recovered_only_while_the_log_covers_
         assert await log.restore("kept", socket("s1"), str(first)) is not None, "its events are all here"
 
         # Later than the window: the broadcast after its offset is pruned, so no recovery.
-        await log.submit("/chat/demo", ["all"], [], "message_received", {"n": 2})
+        await log.submit(CHAT, "message_received", {"n": 2})
         clock.at += timedelta(seconds=90)
         await log.prune()
         assert log.floor is not None and log.floor > first

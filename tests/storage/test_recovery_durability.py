@@ -8,19 +8,23 @@ restart of the server, which these tests kill.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import textwrap
 from asyncio.subprocess import PIPE
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_portal.storage import open_store
 from agent_portal.storage.sql import SqlStore
-from agent_portal.storage.store import LogEntry
+from agent_portal.storage.store import LogEntry, Target
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+P = (Target("/project/p", ("p",)),)
 
 
 async def _setting(store: SqlStore, *, recovery: bool) -> str:
@@ -50,12 +54,12 @@ KILLED_WRITER = textwrap.dedent(
     import asyncio, os, sys
     from datetime import UTC, datetime
     from agent_portal.storage import open_store
-    from agent_portal.storage.store import LogEntry, RecoverySession
+    from agent_portal.storage.store import LogEntry, RecoverySession, Target
 
     async def main() -> None:
         store = await open_store(sys.argv[1])
         at = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-        entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, at) for n in range(3)]
+        entries = [LogEntry(0, (Target("/project/p", ("p",)),), "test_output", {"n": n}, at) for n in range(3)]
         offsets = await store.append_log(entries)
         await store.save_sessions([RecoverySession("pid1", "/project/p", "sid1", "alice", {"rooms": ["p"]}, at, at)])
         print(",".join(map(str, offsets)), flush=True)
@@ -109,7 +113,7 @@ async def test_a_batch_of_log_entries_is_one_insert(store_url: str) -> None:
     assert isinstance(store, SqlStore)
     inserts = _inserts_of(store)
     try:
-        entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0) for n in range(50)]
+        entries = [LogEntry(0, P, "test_output", {"n": n}, T0) for n in range(50)]
         offsets = await store.append_log(entries)
         assert len(inserts) == 1, inserts
         assert offsets == sorted(offsets) and len(set(offsets)) == 50
@@ -134,7 +138,7 @@ async def test_a_log_batch_commits_in_one_trip_off_the_event_loop(store_url: str
         return original(callback, *args, **kwargs)
 
     try:
-        entries = [LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0) for n in range(20)]
+        entries = [LogEntry(0, P, "test_output", {"n": n}, T0) for n in range(20)]
         await store.append_log(entries[:1])  # the first opens the pool's connection
         loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
         offsets = await store.append_log(entries[1:])
@@ -152,7 +156,7 @@ async def test_offsets_are_never_given_twice_even_once_the_log_is_pruned_empty(s
     # entry, or on a restart with an empty log, offsets began at 1 again, below those clients held
     # (migration 0004).
     def entry(n: int) -> LogEntry:
-        return LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0)
+        return LogEntry(0, P, "test_output", {"n": n}, T0)
 
     store = await open_store(store_url)
     try:
@@ -190,9 +194,12 @@ async def test_the_autoincrement_migration_keeps_rows_and_continues_past_every_o
     store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")  # upgrades to head
     try:
         kept = await store.log_since(T0 - timedelta(seconds=1))
-        assert [(e.offset, e.data) for e in kept] == [(41, {"n": 41}), (42, {"n": 42})]
+        assert [(e.offset, e.targets, e.data) for e in kept] == [
+            (41, (Target("/p", ("p",)),), {"n": 41}),
+            (42, (Target("/p", ("p",)),), {"n": 42}),
+        ], "rows of before migration 0005 are one-target rows"
         await store.prune_log(T0 + timedelta(days=1))
-        (offset,) = await store.append_log([LogEntry(0, "/p", ("p",), (), "e", {"n": 43}, T0)])
+        (offset,) = await store.append_log([LogEntry(0, P, "e", {"n": 43}, T0)])
         # past 42, and past any offset pruned before the upgrade: the sequence starts at the clock
         assert offset > datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000
     finally:
@@ -206,10 +213,10 @@ async def test_the_sqlite_log_thread_keeps_one_connection_and_drops_one_that_fai
     sa.event.listen(store._recovery.sync_engine, "checkout", lambda dbapi, *_: checkouts.append(dbapi))
 
     def entry(n: int) -> LogEntry:
-        return LogEntry(0, "/project/p", ("p",), (), "test_output", {"n": n}, T0)
+        return LogEntry(0, P, "test_output", {"n": n}, T0)
 
     def failing(conn: Any) -> None:
-        conn.exec_driver_sql("INSERT INTO event_log (namespace) VALUES ('half a row')")  # NOT NULLs
+        conn.exec_driver_sql("INSERT INTO event_log (event) VALUES ('half a row')")  # NOT NULLs
 
     try:
         for n in range(5):
@@ -227,3 +234,53 @@ async def test_the_sqlite_log_thread_keeps_one_connection_and_drops_one_that_fai
         assert logged == list(range(6)) and len(offsets) == 1
     finally:
         await store.close()
+
+
+async def test_event_log_rows_of_one_namespace_become_one_target_rows_and_go_back(store_url: str) -> None:
+    # Migration 0005 on both databases, with rows in the table: up from 0004, and back down.
+    from alembic import command
+    from alembic.config import Config
+
+    from agent_portal.storage.sql import MIGRATIONS
+
+    def migrate(to: str, *, down: bool = False) -> Callable[[Any], None]:
+        def run(conn: Any) -> None:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, to)
+
+        return run
+
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(migrate("0004"))
+            await conn.exec_driver_sql(
+                "INSERT INTO event_log (namespace, rooms, skip, event, data, created_at) VALUES "
+                "('/chat/demo', '[\"all\"]', '[\"s1\"]', 'message_received', '{}', '2026-12-03 12:00:00+00')"
+            )
+            await conn.run_sync(migrate("0005"))
+        store = await open_store(store_url)
+        try:
+            (kept,) = await store.log_since(T0 - timedelta(seconds=1))
+            assert kept.targets == (Target("/chat/demo", ("all",), ("s1",)),)
+            two = (Target("/project/p", ("p:p",)), Target("/monitoring", ("p:p", "p:*")))
+            await store.append_log([LogEntry(0, two, "test_output", {}, T0)])
+        finally:
+            await store.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(migrate("0004", down=True))
+            rows = (
+                await conn.exec_driver_sql("SELECT namespace, rooms, skip FROM event_log ORDER BY 1")
+            ).all()
+        # a row keeps its first target going down
+        assert [
+            (ns, json.loads(r) if isinstance(r, str) else r, json.loads(k) if isinstance(k, str) else k)
+            for ns, r, k in rows
+        ] == [
+            ("/chat/demo", ["all"], ["s1"]),
+            ("/project/p", ["p:p"], []),
+        ]
+    finally:
+        await engine.dispose()

@@ -124,10 +124,12 @@ async def test_migrations_are_idempotent(store: Store, store_url: str) -> None:
 
 
 async def test_event_log_batches_get_increasing_offsets_in_order(store: Store) -> None:
-    from agent_portal.storage.store import LogEntry
+    from agent_portal.storage.store import LogEntry, Target
 
     def entry(n: int) -> LogEntry:
-        return LogEntry(0, "/project/p", ("p:p",), ("sid",) if n == 1 else (), "test_output", {"n": n}, T0)
+        skip = ("sid",) if n == 1 else ()
+        targets = (Target("/project/p", ("p:p",), skip), Target("/monitoring", ("m",)))
+        return LogEntry(0, targets if n == 2 else targets[:1], "test_output", {"n": n}, T0)
 
     assert await store.append_log([]) == []
     first = await store.append_log([entry(0)])
@@ -137,17 +139,18 @@ async def test_event_log_batches_get_increasing_offsets_in_order(store: Store) -
     logged = await store.log_since(T0 - timedelta(seconds=1))
     assert [e.offset for e in logged] == offsets
     assert [e.data["n"] for e in logged] == list(range(6))
-    assert logged[1].skip == ("sid",) and logged[2].rooms == ("p:p",)
+    assert logged[1].targets == (Target("/project/p", ("p:p",), ("sid",)),)
+    assert logged[2].targets == (Target("/project/p", ("p:p",)), Target("/monitoring", ("m",)))
 
 
 async def test_event_log_data_comes_back_as_it_went_in(store: Store) -> None:
     # JSON columns are written by orjson where it can (jsontext.compact_dumps) and by the stdlib
     # where it cannot: integers past 64 bits, non-ASCII text, nesting all come back unchanged.
-    from agent_portal.storage.store import LogEntry
+    from agent_portal.storage.store import LogEntry, Target
 
     plain = {"text": 'é ✓ \u2028 "q"', "nested": [{"a": [1.5, None, True, 2**63 - 1]}]}  # orjson's
     big = {"big": 2**70, "neg": -(2**65)}  # the stdlib's
-    entries = [LogEntry(0, "/monitoring", ("m",), (), "test_output", d, T0) for d in (plain, big)]
+    entries = [LogEntry(0, (Target("/monitoring", ("m",)),), "test_output", d, T0) for d in (plain, big)]
     offsets = await store.append_log(entries)
     logged = {e.offset: e.data for e in await store.log_since(T0 - timedelta(seconds=1))}
     assert [logged[o] for o in offsets] == [plain, big]
@@ -158,14 +161,14 @@ async def test_event_log_times_come_back_as_they_went_in_and_prune_by_them(store
     # DATETIME reads back and compares; a whole second and another zone included.
     from datetime import timezone
 
-    from agent_portal.storage.store import LogEntry
+    from agent_portal.storage.store import LogEntry, Target
 
     times = [
         T0,
         T0 + timedelta(microseconds=1),
         (T0 + timedelta(seconds=2)).astimezone(timezone(timedelta(hours=-5))),
     ]
-    entries = [LogEntry(0, "/monitoring", ("m",), (), "test_output", {}, at) for at in times]
+    entries = [LogEntry(0, (Target("/monitoring", ("m",)),), "test_output", {}, at) for at in times]
     await store.append_log(entries)
     assert [e.created_at for e in await store.log_since(T0)] == times
     assert [e.created_at for e in await store.log_since(T0 + timedelta(microseconds=1))] == times[1:]

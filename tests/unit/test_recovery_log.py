@@ -10,7 +10,9 @@ import pytest
 
 from agent_portal.clock import SystemClock
 from agent_portal.gateway.recovery import RecoveryLog
-from agent_portal.storage.store import LogEntry
+from agent_portal.storage.store import LogEntry, Target
+
+MONITORING = [Target("/monitoring", ("a",))]
 
 
 class SlowLog:
@@ -43,9 +45,9 @@ async def test_a_batch_written_meanwhile_is_delivered_in_one_call_in_offset_orde
         deliveries.append([(e.offset, e.data["n"]) for e in entries])
 
     log.deliver = deliver
-    first = log.submit("/monitoring", ["a"], [], "test_output", {"n": 0})
+    first = log.submit(MONITORING, "test_output", {"n": 0})
     await asyncio.sleep(0)  # the writer takes the first one alone and waits for the store
-    rest = [log.submit("/monitoring", ["a"], [], "test_output", {"n": n}) for n in range(1, 5)]
+    rest = [log.submit(MONITORING, "test_output", {"n": n}) for n in range(1, 5)]
     store.release.set()
     assert await asyncio.gather(first, *rest) == [1, 2, 3, 4, 5]
     assert deliveries == [[(1, 0)], [(2, 1), (3, 2), (4, 3), (5, 4)]]
@@ -66,8 +68,8 @@ async def test_a_failed_delivery_fails_every_publisher_of_its_batch_and_the_next
             raise RuntimeError("fan-out failed")
 
     log.deliver = deliver
-    batch = [log.submit("/monitoring", ["a"], [], "test_output", {"n": n}) for n in range(3)]
+    batch = [log.submit(MONITORING, "test_output", {"n": n}) for n in range(3)]
     for future in batch:
         with pytest.raises(RuntimeError, match="fan-out failed"):
             await future
-    assert await log.submit("/monitoring", ["a"], [], "test_output", {"n": 3}) == 4
+    assert await log.submit(MONITORING, "test_output", {"n": 3}) == 4

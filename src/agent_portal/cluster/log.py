@@ -11,8 +11,10 @@ stream. The first offset is taken from Redis's clock, so that after a Redis rest
 too) offsets still grow and no old offset can be mistaken for a new one.
 
 Wire format of an entry (stream field `m`, and the channel message): `<offset> <header JSON>\\n<args>`,
-the header `[node, namespace, rooms, skip, event, created_at]` and args the `[event, data]` JSON the
-publisher encoded once, sent to sockets as is.
+the header `[node, targets, event, created_at]` (targets: `[[namespace, rooms, skip], ...]`) and args
+the `[event, data]` JSON the publisher encoded once, sent to sockets as is. Entries of the earlier
+one-namespace header `[node, namespace, rooms, skip, event, created_at]`, still in a stream during an
+upgrade, are read as one-target entries.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, cast
 
 from agent_portal.cluster.node import ClusterNode
 from agent_portal.gateway.recovery import Receive
-from agent_portal.storage.store import LogEntry, RecoverySession
+from agent_portal.storage.store import LogEntry, RecoverySession, Target
 
 # KEYS: offset counter, stream. ARGV: channel, then one message per broadcast. Returns the offsets.
 _APPEND = """
@@ -50,8 +52,8 @@ Observer = Callable[[str, LogEntry], None]
 
 
 def encode_entry(node: str, entry: LogEntry) -> str:
-    header = [node, entry.namespace, list(entry.rooms), list(entry.skip), entry.event]
-    header.append(entry.created_at.isoformat())
+    targets = [target.plain() for target in entry.targets]
+    header = [node, targets, entry.event, entry.created_at.isoformat()]
     args = entry.encoded or json.dumps([entry.event, entry.data], separators=(",", ":"))
     return json.dumps(header, separators=(",", ":")) + "\n" + args
 
@@ -60,14 +62,19 @@ def decode_entry(message: bytes) -> tuple[str, LogEntry]:
     """Returns the publishing node and the entry."""
     offset, rest = message.split(b" ", 1)
     header_json, args = rest.split(b"\n", 1)
-    node, namespace, rooms, skip, event, created = json.loads(header_json)
+    header = json.loads(header_json)
+    targets: tuple[Target, ...]
+    if len(header) == 6:  # the one-namespace header of before (see the module doc)
+        node, namespace, rooms, skip, event, created = header
+        targets = (Target(namespace, tuple(rooms), tuple(skip)),)
+    else:
+        node, plain_targets, event, created = header
+        targets = tuple(Target.of(target) for target in plain_targets)
     encoded = args.decode()
     data = json.loads(encoded)[1]
     entry = LogEntry(
         int(offset),
-        namespace,
-        tuple(rooms),
-        tuple(skip),
+        targets,
         event,
         data,
         datetime.fromisoformat(created),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from typing import Any
@@ -14,7 +13,7 @@ from agent_portal.gateway.fanout import FanoutManager, encode_event, with_last_a
 from agent_portal.gateway.recovery import ALL, RECOVERY_PREFIX, RecoveryLog
 from agent_portal.gateway.rooms import SYSTEM_SCOPE, members_room, stream_rooms
 from agent_portal.protocol.registry import MONITORING_PROJECT_EVENTS, PROJECT_EVENTS, SERVER_EVENTS
-from agent_portal.storage.store import LogEntry
+from agent_portal.storage.store import LogEntry, Target
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +55,15 @@ class Publisher:
             if not isinstance(project, str):
                 raise ValueError(f"{event} needs a project_name")
             rooms = stream_rooms(project, event)
-            args = self._encode_args(event, data)
-            # Both submitted before either is awaited: one log batch, one commit.
-            to_project = self._submit(
-                event, data, args, project_namespace(project), [f"p:{project}", f"p:{project}:{event}"]
-            )
+            to_project = Target(project_namespace(project), (f"p:{project}", f"p:{project}:{event}"))
             if event in PROJECT_EVENTS:
-                elsewhere = self._submit(event, data, args, PORTAL, rooms[:2])
+                elsewhere = Target(PORTAL, tuple(rooms[:2]))
             else:
-                elsewhere = self._submit(event, data, args, MONITORING, rooms)
-            await asyncio.gather(to_project, elsewhere)
+                elsewhere = Target(MONITORING, tuple(rooms))
+            # One log entry, one offset, for both namespaces (migration 0005).
+            await self._emit(event, data, to_project, elsewhere)
         elif event == "system_metrics":
-            await self._emit(event, data, MONITORING, stream_rooms(SYSTEM_SCOPE, event))
+            await self._emit(event, data, Target(MONITORING, tuple(stream_rooms(SYSTEM_SCOPE, event))))
         else:
             raise ValueError(f"{event} is not a project or monitoring event")
         for listener in self.listeners:
@@ -77,51 +73,33 @@ class Publisher:
         self, project: str, event: str, model: BaseModel, skip_sids: dict[str, list[str]] | None = None
     ) -> None:
         """Presence events, to the sockets that joined the project on /portal and /project/{name}."""
-        data = self.payload(event, model)
         skip = skip_sids or {}
-        for namespace in (PORTAL, project_namespace(project)):
-            await self._emit(event, data, namespace, members_room(project), skip.get(namespace))
+        room = (members_room(project),)
+        targets = [Target(ns, room, tuple(skip.get(ns) or ())) for ns in (PORTAL, project_namespace(project))]
+        await self._emit(event, self.payload(event, model), *targets)
 
     async def to_chat(
         self, project: str, event: str, model: BaseModel, skip_sids: list[str] | None = None
     ) -> None:
-        await self._emit(event, self.payload(event, model), chat_namespace(project), ALL, skip_sids)
+        target = Target(chat_namespace(project), (ALL,), tuple(skip_sids or ()))
+        await self._emit(event, self.payload(event, model), target)
 
     async def to_admins(self, event: str, model: BaseModel) -> None:
-        await self._emit(event, self.payload(event, model), ADMIN, ALL)
+        await self._emit(event, self.payload(event, model), Target(ADMIN, (ALL,)))
 
     async def to_socket(self, namespace: str, sid: str, event: str, model: BaseModel) -> None:
         """A reply to one socket: not a broadcast, so not logged for recovery (as in Node)."""
         await self._sio.emit(event, self.payload(event, model), to=sid, namespace=namespace)
         self.sent[event] += 1
 
-    async def _emit(
-        self,
-        event: str,
-        data: dict[str, Any],
-        namespace: str,
-        room: str | list[str],
-        skip_sid: list[str] | None = None,
-    ) -> None:
-        await self._submit(event, data, self._encode_args(event, data), namespace, room, skip_sid)
+    async def _emit(self, event: str, data: dict[str, Any], *targets: Target) -> None:
+        await self._log.submit(targets, event, data, self._encode_args(event, data))
 
     def _encode_args(self, event: str, data: dict[str, Any]) -> str:
         # The JSON of the event's arguments, once per publication (python-socketio encodes a packet
         # per emit: twice per namespace, plain and with the offset, and again per namespace).
         encoded: str = self._sio.packet_class.json.dumps([event, data], separators=(",", ":"))
         return encoded
-
-    def _submit(
-        self,
-        event: str,
-        data: dict[str, Any],
-        args: str,
-        namespace: str,
-        room: str | list[str],
-        skip_sid: list[str] | None = None,
-    ) -> asyncio.Future[int]:
-        rooms = [room] if isinstance(room, str) else room
-        return self._log.submit(namespace, rooms, skip_sid or (), event, data, args)
 
     async def _deliver(self, entries: list[LogEntry]) -> None:
         """Sends logged broadcasts, in order, to this node's sockets (in a cluster, every node runs
@@ -133,15 +111,18 @@ class Publisher:
             return
         batch = manager.batch()
         for entry in entries:
-            namespace, args = entry.namespace, entry.encoded or self._encode_args(entry.event, entry.data)
-            # Sockets still being sent what they missed get this one from the log, after the rest.
-            held_back = (*entry.skip, *self._log.replaying(namespace))
-            batch.add(encode_event(namespace, args), namespace, list(entry.rooms), held_back)
-            recovering = self._recovering_rooms(namespace, entry.rooms)
-            if recovering:
-                # the same arguments plus the offset as a last one: `[event, data, "offset"]`
-                with_offset = with_last_argument(args, str(entry.offset))
-                batch.add(encode_event(namespace, with_offset), namespace, recovering, held_back)
+            args = entry.encoded or self._encode_args(entry.event, entry.data)
+            with_offset: str | None = None
+            for target in entry.targets:
+                namespace = target.namespace
+                # Sockets still being sent what they missed get it from the log, after the rest.
+                held_back = (*target.skip, *self._log.replaying(namespace))
+                batch.add(encode_event(namespace, args), namespace, list(target.rooms), held_back)
+                recovering = self._recovering_rooms(namespace, target.rooms)
+                if recovering:
+                    # the same arguments plus the offset as a last one: `[event, data, "offset"]`
+                    with_offset = with_offset or with_last_argument(args, str(entry.offset))
+                    batch.add(encode_event(namespace, with_offset), namespace, recovering, held_back)
             self.sent[entry.event] += 1
         await batch.send()
 
@@ -152,13 +133,15 @@ class Publisher:
         return recovering if any(r in present for r in recovering) else []
 
     async def _deliver_one(self, entry: LogEntry) -> None:
-        event, data, namespace, rooms = entry.event, entry.data, entry.namespace, list(entry.rooms)
-        held_back = list(entry.skip) + self._log.replaying(namespace)
-        await self._sio.emit(event, data, room=rooms, namespace=namespace, skip_sid=held_back)
-        recovering = self._recovering_rooms(namespace, entry.rooms)
-        if recovering:
-            offset = str(entry.offset)
-            await self._sio.emit(
-                event, (data, offset), room=recovering, namespace=namespace, skip_sid=held_back
-            )
+        event, data = entry.event, entry.data
+        for target in entry.targets:
+            namespace, rooms = target.namespace, list(target.rooms)
+            held_back = list(target.skip) + self._log.replaying(namespace)
+            await self._sio.emit(event, data, room=rooms, namespace=namespace, skip_sid=held_back)
+            recovering = self._recovering_rooms(namespace, target.rooms)
+            if recovering:
+                offset = str(entry.offset)
+                await self._sio.emit(
+                    event, (data, offset), room=recovering, namespace=namespace, skip_sid=held_back
+                )
         self.sent[event] += 1

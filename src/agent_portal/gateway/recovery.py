@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from agent_portal.clock import SystemClock
 from agent_portal.gateway.context import SocketContext, event_set
-from agent_portal.storage.store import LogEntry, RecoverySession
+from agent_portal.storage.store import LogEntry, RecoverySession, Target
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +123,15 @@ class RecoveryLog:
         self._started.set()
 
     def submit(
-        self,
-        namespace: str,
-        rooms: Iterable[str],
-        skip: Iterable[str],
-        event: str,
-        data: Any,
-        encoded: str | None = None,
+        self, targets: Iterable[Target], event: str, data: Any, encoded: str | None = None
     ) -> asyncio.Future[int]:
-        """Logs one broadcast, then has it delivered; resolves to its offset once delivered here.
+        """Logs one broadcast to every target, then has it delivered; resolves to its offset once
+        delivered here.
 
-        Broadcasts are delivered one at a time in the order of their offsets, which on one node is
-        also the order they were submitted in, so offsets reach every socket in increasing order.
+        Broadcasts are delivered in the order of their offsets, which on one node is also the order
+        they were submitted in, so offsets reach every socket in increasing order.
         """
-        entry = LogEntry(0, namespace, tuple(rooms), tuple(skip), event, data, self._clock.now(), encoded)
+        entry = LogEntry(0, tuple(targets), event, data, self._clock.now(), encoded)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, done))
         if self._writer is None:
@@ -252,10 +247,13 @@ class RecoveryLog:
                         e
                         for e in self._entries
                         if e.offset > last
-                        and e.namespace == ctx.namespace
-                        and not rooms.isdisjoint(e.rooms)
-                        and old_sid not in e.skip
-                        and ctx.sid not in e.skip
+                        and any(
+                            t.namespace == ctx.namespace
+                            and not rooms.isdisjoint(t.rooms)
+                            and old_sid not in t.skip
+                            and ctx.sid not in t.skip
+                            for t in e.targets
+                        )
                     ),
                     key=lambda e: e.offset,
                 )
@@ -402,9 +400,7 @@ class RecoveryLog:
 
 def _fields_after_offset(entry: LogEntry) -> tuple[Any, ...]:
     return (
-        entry.namespace,
-        entry.rooms,
-        entry.skip,
+        entry.targets,
         entry.event,
         entry.data,
         entry.created_at,

@@ -32,6 +32,7 @@ from agent_portal.storage.store import (
     MessageRecord,
     ProjectRecord,
     RecoverySession,
+    Target,
     TestOutputRecord,
     ThreadRecord,
     ThreadStats,
@@ -420,9 +421,7 @@ class SqlStore:
             return await self._recovery.run(lambda conn: _append_sqlite(conn, entries))
         rows = [
             {
-                "namespace": entry.namespace,
-                "rooms": list(entry.rooms),
-                "skip": list(entry.skip),
+                "targets": [target.plain() for target in entry.targets],
                 "event": entry.event,
                 "data": entry.data,
                 "created_at": entry.created_at,
@@ -448,9 +447,7 @@ class SqlStore:
         return [
             LogEntry(
                 offset=int(row["offset"]),
-                namespace=row["namespace"],
-                rooms=tuple(row["rooms"]),
-                skip=tuple(row["skip"]),
+                targets=tuple(Target.of(target) for target in row["targets"]),
                 event=row["event"],
                 data=row["data"],
                 created_at=_utc(row["created_at"]),
@@ -615,15 +612,15 @@ class RecoveryEngine:
         self._thread.shutdown(wait=False)
 
 
-# Rows per INSERT on SQLite: 7 parameters each, within SQLite's 32,766 per statement.
+# Rows per INSERT on SQLite: 5 parameters each, within SQLite's 32,766 per statement.
 _SQLITE_LOG_ROWS = 1000
 
 
 @functools.lru_cache(maxsize=64)
 def _sqlite_log_insert(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    values = ",".join(["(?,?,?,?,?)"] * rows)
     return (
-        "INSERT INTO event_log (namespace, rooms, skip, event, data, created_at, sentinel) VALUES "
+        "INSERT INTO event_log (targets, event, data, created_at, sentinel) VALUES "
         f'{values} RETURNING "offset", sentinel'
     )
 
@@ -643,7 +640,7 @@ def _append_sqlite(conn: Connection, entries: list[LogEntry]) -> list[int]:
     promise RETURNING's order).
 
     SQLAlchemy's Core insert made the same statement with its per-row work (bind processors for the
-    DATETIME and the three JSON columns, parameter construction, RETURNING's rows). `bench/log_append.py`
+    DATETIME and the JSON columns, parameter construction, RETURNING's rows). `bench/log_append.py`
     times both through the recovery engine: CPU per entry this way against Core's, 0.95x in batches of
     one entry (the transaction dominates), 0.65-0.75x in batches of 4 to 64, which is what the log
     writes at saturation; every broadcast waits for its batch. Core's DATETIME also stored a time of
@@ -657,9 +654,7 @@ def _append_sqlite(conn: Connection, entries: list[LogEntry]) -> list[int]:
             params: list[Any] = []
             for number, entry in enumerate(chunk):
                 params += (
-                    entry.namespace,
-                    compact_dumps(list(entry.rooms)),
-                    compact_dumps(list(entry.skip)),
+                    compact_dumps([target.plain() for target in entry.targets]),
                     entry.event,
                     compact_dumps(entry.data),
                     _sqlite_datetime(entry.created_at),

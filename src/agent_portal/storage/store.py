@@ -101,14 +101,33 @@ class ConfigRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One broadcast, kept for the recovery window so a reconnecting socket can be sent what it missed."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a broadcast goes in one namespace: the sockets in any of `rooms`, but those in `skip`."""
 
-    offset: int
     namespace: str
     rooms: tuple[str, ...]
-    skip: tuple[str, ...]
+    skip: tuple[str, ...] = ()
+
+    def plain(self) -> list[Any]:
+        """As JSON keeps it (the log's `targets` column, the cluster log's header)."""
+        return [self.namespace, list(self.rooms), list(self.skip)]
+
+    @classmethod
+    def of(cls, plain: Any) -> Target:
+        namespace, rooms, skip = plain
+        return cls(namespace, tuple(rooms), tuple(skip))
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One broadcast, kept for the recovery window so a reconnecting socket can be sent what it missed.
+
+    One publication is one entry (one offset) however many namespaces it goes to: a `test_output`
+    reaches /project/{name} and /monitoring (migration 0005)."""
+
+    offset: int
+    targets: tuple[Target, ...]
     event: str
     data: Any
     created_at: datetime

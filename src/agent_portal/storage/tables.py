@@ -138,9 +138,8 @@ event_log = Table(
     "event_log",
     metadata,
     Column("offset", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("namespace", String(200), nullable=False),
-    Column("rooms", JSON, nullable=False),
-    Column("skip", JSON, nullable=False),
+    # [[namespace, rooms, skip], ...]: every namespace the broadcast goes to (migration 0005)
+    Column("targets", JSON, nullable=False, server_default="[]"),
     Column("event", String(64), nullable=False),
     Column("data", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
