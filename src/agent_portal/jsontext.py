@@ -18,7 +18,7 @@ _COMPACT_ENCODER = json.JSONEncoder(**COMPACT_ARGS)  # type: ignore[arg-type]
 # Datetimes and dataclasses, which the stdlib refuses, stay refused; subclasses of str, int,
 # dict and list go to the stdlib too, which writes them as it did. (orjson still writes UUIDs
 # and enums, as their value, where the stdlib raised TypeError.)
-_ORJSON_AS_STDLIB = (
+ORJSON_AS_STDLIB = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 
@@ -29,6 +29,6 @@ def compact_dumps(obj: Any) -> str:
     beyond ASCII as UTF-8 rather than as \\u escapes. What orjson refuses (dict keys that are not
     strings, integers past 64 bits, lone surrogates) the stdlib writes, or refuses, as before."""
     try:
-        return orjson.dumps(obj, option=_ORJSON_AS_STDLIB).decode()
+        return orjson.dumps(obj, option=ORJSON_AS_STDLIB).decode()
     except TypeError:
         return _COMPACT_ENCODER.encode(obj)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 import socketio
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +35,7 @@ from agent_portal.errors import (
 from agent_portal.gateway.context import SocketContext
 from agent_portal.gateway.recovery import ALL, room_for
 from agent_portal.gateway.rooms import user_room
+from agent_portal.jsontext import ORJSON_AS_STDLIB
 from agent_portal.protocol.client_events import AuthenticateRequest
 from agent_portal.protocol.common import ErrorDetail, WebSocketError
 from agent_portal.protocol.registry import AUTHENTICATE_EVENT, NamespaceKind, client_events_for
@@ -96,11 +99,40 @@ def _refusal(error: PortalError) -> socketio.exceptions.ConnectionRefusedError:
 def strict_parse(model: type[BaseModel], payload: Any) -> BaseModel:
     """Validates with JSON's types and no coercion ("yes" is not a boolean, "5" is not a number), as
     Joi does. Going through JSON text keeps ISO date strings valid in strict mode."""
+    return model.model_validate_json(_json_text(payload), strict=True)
+
+
+def _json_text(payload: Any) -> bytes | str:
+    """`payload` as JSON, or "null" when it is not JSON-shaped (NaN, infinities, other types): the
+    model then reports it as the wrong type.
+
+    orjson where its text is the stdlib's: the stdlib's encoder was 5 % of the server's Python time
+    on the product bench, two payloads per publish (docs/performance.md, session 12). orjson writes
+    NaN and infinities as null, so a text with a null in it is checked for them; integers past 64
+    bits, and what else it refuses or the stdlib writes otherwise (jsontext), go to the stdlib."""
     try:
-        text = json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError):
-        text = "null"  # not JSON-shaped at all: let the model report it as the wrong type
-    return model.model_validate_json(text, strict=True)
+        text = orjson.dumps(payload, option=ORJSON_AS_STDLIB)
+    except TypeError:
+        try:
+            return json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError):
+            return "null"
+    if b"null" in text and _has_non_finite(payload):
+        return "null"
+    return text
+
+
+def _has_non_finite(data: Any) -> bool:
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+    return False
 
 
 def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
