@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 
 import pytest
 
@@ -51,3 +52,46 @@ def test_sharing_does_not_skip_verification() -> None:
     with pytest.raises(AuthenticationError):
         tokens.verify(expired)
     assert held.user_id == "alice"
+
+
+def test_a_token_verified_once_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jwt
+
+    from agent_portal.auth import tokens as module
+
+    service = TokenService(SECRET)
+    token = service.issue("alice", "member", ["demo"], 60).token
+    decodes: list[str] = []
+    real = jwt.decode
+    monkeypatch.setattr(module.jwt, "decode", lambda t, *a, **k: decodes.append(t) or real(t, *a, **k))
+    first = service.verify(token)
+    assert service.verify(token) is first and decodes == [token], "the second is not decoded again"
+    del first
+    gc.collect()
+    assert len(service._principals) == 0, "remembering a token does not hold its principal"
+    assert service.verify(token).projects == frozenset({"demo"}), "made again, not decoded again"
+    assert decodes == [token]
+    later = time.time() + 61
+    monkeypatch.setattr(module.time, "time", lambda: later)
+    with pytest.raises(AuthenticationError) as refused:
+        service.verify(token)
+    assert refused.value.code == "token_expired"
+    assert token not in service._verified, "an expired token is decoded (and refused) in full again"
+
+
+def test_tokens_that_fail_are_not_remembered_and_the_kept_ones_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent_portal.auth import tokens as module
+
+    service = TokenService(SECRET)
+    forged = TokenService("t" * 48).issue("alice", "member", ["demo"], 3600).token
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            service.verify(forged)
+    assert forged not in service._verified
+    monkeypatch.setattr(module, "VERIFIED_KEPT", 3)
+    issued = [service.issue(f"u{n}", "viewer", ["demo"], 3600).token for n in range(5)]
+    for token in issued:
+        service.verify(token)
+    assert list(service._verified) == issued[2:], "the oldest go first"
