@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from agent_portal.jsontext import compact_dumps
 from agent_portal.storage import tables as t
 from agent_portal.storage.sql import SqlStore
 from agent_portal.storage.store import LogEntry, Target
@@ -41,6 +42,7 @@ DATA = {
     "timestamp": "2026-12-07T12:00:00.000Z",
     "sequence_number": 1796648412000123,
 }
+ENCODED = compact_dumps(["test_output", DATA])
 TARGETS = (
     Target("/project/bench", ("p:bench", "p:bench:test_output")),
     Target("/monitoring", ("p:bench", "p:bench:test_output", "p:*", "p:*:test_output")),
@@ -49,7 +51,8 @@ TARGETS = (
 
 def entries(count: int) -> list[LogEntry]:
     now = datetime.now(UTC)
-    return [LogEntry(0, TARGETS, "test_output", DATA, now) for _ in range(count)]
+    # with the `[event, data]` text the publisher encodes once, as the server's entries have it
+    return [LogEntry(0, TARGETS, "test_output", DATA, now, ENCODED) for _ in range(count)]
 
 
 def core_append(store: SqlStore) -> Callable[[list[LogEntry]], Awaitable[list[int]]]:

@@ -156,6 +156,20 @@ async def test_event_log_data_comes_back_as_it_went_in(store: Store) -> None:
     assert [logged[o] for o in offsets] == [plain, big]
 
 
+async def test_event_log_data_comes_back_as_it_went_in_when_the_publisher_encoded_it(store: Store) -> None:
+    # The SQLite log cuts the data's JSON from the publisher's `[event, data]` text (storage/sql.py);
+    # an event name JSON writes otherwise (escaped) is encoded again.
+    from agent_portal.jsontext import compact_dumps
+    from agent_portal.storage.store import LogEntry, Target
+
+    cases = [("test_output", {"text": 'é ✓ "q"', "n": [1.5, None]}), ('odd"name', {"big": 2**70}), ("e", {})]
+    monitoring = (Target("/monitoring", ("m",)),)
+    entries = [LogEntry(0, monitoring, e, d, T0, compact_dumps([e, d])) for e, d in cases]
+    offsets = await store.append_log(entries)
+    logged = {e.offset: (e.event, e.data) for e in await store.log_since(T0 - timedelta(seconds=1))}
+    assert [logged[o] for o in offsets] == cases
+
+
 async def test_event_log_times_come_back_as_they_went_in_and_prune_by_them(store: Store) -> None:
     # SQLite's log rows are written through the DBAPI (storage/sql.py), in the text SQLAlchemy's
     # DATETIME reads back and compares; a whole second and another zone included.

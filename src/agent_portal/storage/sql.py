@@ -636,6 +636,17 @@ def _sqlite_datetime(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
+def _data_json(entry: LogEntry) -> str:
+    """The JSON of `entry.data`, cut from the `[event, data]` text the publisher encoded once, when
+    it has it (what the log's writer thread does per entry holds the GIL the event loop wants)."""
+    encoded = entry.encoded
+    if encoded is not None:
+        prefix = f'["{entry.event}",'
+        if encoded.startswith(prefix) and encoded.endswith("]"):
+            return encoded[len(prefix) : -1]
+    return compact_dumps(entry.data)
+
+
 def _append_sqlite(conn: Connection, entries: list[LogEntry]) -> list[int]:
     """The recovery log's batch on SQLite, written through the DBAPI cursor of SQLAlchemy's own
     transaction: one multi-row INSERT ... RETURNING per 1000 entries, each row numbered by the
@@ -655,11 +666,16 @@ def _append_sqlite(conn: Connection, entries: list[LogEntry]) -> list[int]:
         for start in range(0, len(entries), _SQLITE_LOG_ROWS):
             chunk = entries[start : start + _SQLITE_LOG_ROWS]
             params: list[Any] = []
+            targets: tuple[Target, ...] | None = None
+            targets_json = ""
             for number, entry in enumerate(chunk):
+                if entry.targets != targets:  # a batch is mostly one stream's, to the same targets
+                    targets = entry.targets
+                    targets_json = compact_dumps([target.plain() for target in targets])
                 params += (
-                    compact_dumps([target.plain() for target in entry.targets]),
+                    targets_json,
                     entry.event,
-                    compact_dumps(entry.data),
+                    _data_json(entry),
                     _sqlite_datetime(entry.created_at),
                     number,
                 )
