@@ -9,8 +9,8 @@ the insert sentinel) in one transaction on the recovery engine's thread, through
 as the server does, on the same database file:
 
 - `store`: `SqlStore.append_log` (the rows written through the DBAPI cursor, storage/sql.py);
-- `core`: the same rows through SQLAlchemy Core's `insert().returning(..., sort_by_parameter_order=True)`,
-  which the store used until session 12 (docs/performance.md).
+- `core`: the same rows through SQLAlchemy Core's `insert().returning(..., sort_by_parameter_order=True)`
+  (`_append_core`: the store's path on PostgreSQL, and on SQLite until session 12, docs/performance.md).
 
 Reported: process CPU (both threads) and wall time per entry, medians over the rounds, and the ratio
 store / core. An entry is a `test_output` of the product bench (100-byte content).
@@ -27,11 +27,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.engine import Connection
-
 from agent_portal.jsontext import compact_dumps
-from agent_portal.storage import tables as t
-from agent_portal.storage.sql import SqlStore
+from agent_portal.storage.sql import SqlStore, _append_core
 from agent_portal.storage.store import LogEntry, Target
 
 DATA = {
@@ -56,23 +53,8 @@ def entries(count: int) -> list[LogEntry]:
 
 
 def core_append(store: SqlStore) -> Callable[[list[LogEntry]], Awaitable[list[int]]]:
-    insert = t.event_log.insert().returning(t.event_log.c.offset, sort_by_parameter_order=True)
-
     async def append(batch: list[LogEntry]) -> list[int]:
-        rows = [
-            {
-                "targets": [target.plain() for target in e.targets],
-                "event": e.event,
-                "data": e.data,
-                "created_at": e.created_at,
-            }
-            for e in batch
-        ]
-
-        def write(conn: Connection) -> list[int]:
-            return [int(offset) for (offset,) in conn.execute(insert, rows).all()]
-
-        return await store._recovery.run(write)
+        return await store._recovery.run(lambda conn: _append_core(conn, batch))
 
     return append
 

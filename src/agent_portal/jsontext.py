@@ -8,6 +8,7 @@ orjson 0.2 (docs/performance.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,3 +33,21 @@ def compact_dumps(obj: Any) -> str:
         return orjson.dumps(obj, option=ORJSON_AS_STDLIB).decode()
     except TypeError:
         return _COMPACT_ENCODER.encode(obj)
+
+
+def any_float(data: Any, test: Callable[[float], bool]) -> bool:
+    """Whether a float in decoded JSON (lists, dicts, scalars) passes `test`.
+
+    A walk of the data, not a scan of the text: a regular expression looking for 19 digits in a row
+    took four times as long as orjson's whole parse (docs/performance.md)."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is list:
+            pending.extend(item)
+        elif kind is dict:
+            pending.extend(item.values())
+        elif kind is float and test(item):
+            return True
+    return False

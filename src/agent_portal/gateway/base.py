@@ -35,7 +35,7 @@ from agent_portal.errors import (
 from agent_portal.gateway.context import SocketContext
 from agent_portal.gateway.recovery import ALL, room_for
 from agent_portal.gateway.rooms import user_room
-from agent_portal.jsontext import ORJSON_AS_STDLIB
+from agent_portal.jsontext import ORJSON_AS_STDLIB, any_float
 from agent_portal.protocol.client_events import AuthenticateRequest
 from agent_portal.protocol.common import ErrorDetail, WebSocketError
 from agent_portal.protocol.registry import AUTHENTICATE_EVENT, NamespaceKind, client_events_for
@@ -102,6 +102,10 @@ def strict_parse(model: type[BaseModel], payload: Any) -> BaseModel:
     return model.model_validate_json(_json_text(payload), strict=True)
 
 
+def _not_finite(value: float) -> bool:
+    return not math.isfinite(value)
+
+
 def _json_text(payload: Any) -> bytes | str:
     """`payload` as JSON, or "null" when it is not JSON-shaped (NaN, infinities, other types): the
     model then reports it as the wrong type.
@@ -117,22 +121,9 @@ def _json_text(payload: Any) -> bytes | str:
             return json.dumps(payload, allow_nan=False)
         except (TypeError, ValueError):
             return "null"
-    if b"null" in text and _has_non_finite(payload):
+    if b"null" in text and any_float(payload, _not_finite):
         return "null"
     return text
-
-
-def _has_non_finite(data: Any) -> bool:
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, float) and not math.isfinite(item):
-            return True
-    return False
 
 
 def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
