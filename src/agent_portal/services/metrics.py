@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from collections import Counter as Counts
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agent_portal.protocol.registry import AUTHENTICATE_EVENT, CLIENT_EVENTS
 
+# Faults per handled event are reported over this many seconds (`system_metrics.error_rate`).
+ERROR_WINDOW = 60
+
 
 class Metrics:
+    """Three counts move with every event (received, handled with its time, published): they are
+    plain numbers here, read by a collector when `/metrics` is scraped. prometheus_client's Counter
+    and Histogram take a lock per update and the histogram walks its buckets: with the per-event
+    error-rate stamp, 6 % of the server's CPU on the product bench, where an update here costs a
+    dict increment (docs/performance.md, session 13)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.started = time.monotonic()
-        self._events_in = Counter(
-            "agent_portal_events_in", "Client events received", ["event"], registry=self.registry
-        )
-        self._events_out = Counter(
-            "agent_portal_events_out", "Server events published", ["event"], registry=self.registry
-        )
-        self._handler_seconds = Histogram(
-            "agent_portal_handler_seconds", "Time to handle a client event", ["event"], registry=self.registry
-        )
+        self.events_in: Counts[str] = Counts()
+        self.events_out: Counts[str] = Counts()
+        self.handler_seconds: dict[str, _Timings] = {}
+        self.registry.register(_EventCollector(self))
         self._command_seconds = Histogram(
             "agent_portal_command_seconds", "Chat command latency", ["command"], registry=self.registry
         )
@@ -36,48 +45,96 @@ class Metrics:
         self.approvals_pending = Gauge(
             "agent_portal_approvals_pending", "Approvals waiting for a decision", registry=self.registry
         )
-        self._recent: deque[tuple[float, bool]] = deque(maxlen=10_000)
-        # (metric, label value) -> its child. `labels()` checks its arguments and takes a lock on
-        # every call: 2 % of the server's CPU in the product bench, three calls per publication.
-        # The label values are a fixed set (known event names, "other").
-        self._children: dict[tuple[Any, str], Any] = {}
-
-    def _child(self, metric: Any, value: str) -> Any:
-        key = (metric, value)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(value)
-        return child
+        # [second, handled, faults], one per second with events, the newest last.
+        self._recent: deque[list[int]] = deque(maxlen=ERROR_WINDOW + 1)
 
     def event_in(self, event: str) -> None:
-        self._child(self._events_in, _label(event)).inc()
+        self.events_in[_label(event)] += 1
 
     def event_out(self, event: str, _data: object = None) -> None:
-        self._child(self._events_out, event).inc()
+        self.events_out[event] += 1
 
     def handled(self, event: str, seconds: float) -> None:
-        self._child(self._handler_seconds, _label(event)).observe(seconds)
-        self._recent.append((time.monotonic(), False))
+        label = _label(event)
+        timings = self.handler_seconds.get(label)
+        if timings is None:
+            timings = self.handler_seconds[label] = _Timings()
+        timings.observe(seconds)
+        self._second()[1] += 1
 
     def command(self, command: str, seconds: float) -> None:
         self._command_seconds.labels(command=command).observe(seconds)
 
     def error(self) -> None:
         self._errors.inc()
-        self._recent.append((time.monotonic(), True))
+        self._second()[2] += 1
 
-    def error_rate(self, window: float = 60.0) -> float:
+    def _second(self) -> list[int]:
+        now = int(time.monotonic())
+        if not self._recent or self._recent[-1][0] != now:
+            self._recent.append([now, 0, 0])
+        return self._recent[-1]
+
+    def error_rate(self, window: int = ERROR_WINDOW) -> float:
         """Faults per handled event over the last minute, in percent."""
-        cutoff = time.monotonic() - window
-        recent = [failed for stamp, failed in self._recent if stamp >= cutoff]
-        handled = sum(1 for failed in recent if not failed)
-        return 100.0 * sum(recent) / handled if handled else 0.0
+        cutoff = int(time.monotonic()) - window
+        handled = faults = 0
+        for second, ok, failed in self._recent:
+            if second > cutoff:
+                handled += ok
+                faults += failed
+        return 100.0 * faults / handled if handled else 0.0
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Timings:
+    """A histogram's numbers for one label, on prometheus_client's default buckets."""
+
+    __slots__ = ("counts", "total")
+    BOUNDS = Histogram.DEFAULT_BUCKETS  # ends with +Inf
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(self.BOUNDS)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # a value equal to a bound is in that bound's bucket (le)
+        self.counts[bisect_left(self.BOUNDS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative, out = 0, []
+        for bound, count in zip(self.BOUNDS, self.counts, strict=True):
+            cumulative += count
+            out.append((floatToGoString(bound), float(cumulative)))  # type: ignore[no-untyped-call]
+        return out
+
+
+class _EventCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        received = CounterMetricFamily("agent_portal_events_in", "Client events received", labels=["event"])
+        for event, count in sorted(m.events_in.items()):
+            received.add_metric([event], count)
+        published = CounterMetricFamily(
+            "agent_portal_events_out", "Server events published", labels=["event"]
+        )
+        for event, count in sorted(m.events_out.items()):
+            published.add_metric([event], count)
+        timings = HistogramMetricFamily(
+            "agent_portal_handler_seconds", "Time to handle a client event", labels=["event"]
+        )
+        for event, timing in sorted(m.handler_seconds.items()):
+            timings.add_metric([event], timing.buckets(), timing.total)
+        yield from (received, published, timings)
 
 
 _KNOWN = frozenset({AUTHENTICATE_EVENT}).union(*(set(events) for events in CLIENT_EVENTS.values()))
