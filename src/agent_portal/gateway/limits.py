@@ -24,6 +24,10 @@ class Verdict:
     violation: bool = False
 
 
+# Verdicts are immutable: every allowed event shares this one.
+ALLOWED = Verdict(True)
+
+
 @dataclass
 class _Window:
     # Accepted events of the last minute, and of the last second: the second deque keeps a hit
@@ -78,7 +82,9 @@ class RateLimiter:
     def hit_now(self, key: str) -> Verdict:
         now = self.clock()
         cfg = self.config
-        window = self._windows.setdefault(key, _Window())
+        window = self._windows.get(key)
+        if window is None:  # not setdefault: it would build a window (three deques) on every hit
+            window = self._windows[key] = _Window()
         if window.banned_until > now:
             return Verdict(False, int((window.banned_until - now) * 1000) + 1, banned=True)
         events, recent = window.events, window.recent
@@ -102,7 +108,7 @@ class RateLimiter:
         window.over_minute = False
         events.append(now)
         recent.append(now)
-        return Verdict(True)
+        return ALLOWED
 
     def _violation(self, window: _Window, now: float, retry: float) -> Verdict:
         cfg = self.config
