@@ -82,7 +82,9 @@ class ExternalOrchestrators:
         project = data.get("project_name")
         if not isinstance(project, str):
             return
-        p = self.projections.setdefault(project, ProjectProjection())
+        p = self.projections.get(project)
+        if p is None:  # not setdefault, which would build a projection per event
+            p = self.projections[project] = ProjectProjection()
         if event == "state_change":
             p.state = data["new_state"]
         elif event == "approval_request":
