@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from typing import Any
@@ -31,6 +32,17 @@ def chat_namespace(project: str) -> str:
     return f"/chat/{project}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _project_targets(project: str, event: str) -> tuple[Target, Target]:
+    """Where a project event goes: /project/{name}, and the project's /portal or /monitoring rooms.
+    Kept per (project, event): building them was 2 us of every publication (docs/performance.md)."""
+    rooms = stream_rooms(project, event)
+    to_project = Target(project_namespace(project), (f"p:{project}", f"p:{project}:{event}"))
+    if event in PROJECT_EVENTS:
+        return to_project, Target(PORTAL, tuple(rooms[:2]))
+    return to_project, Target(MONITORING, tuple(rooms))
+
+
 class Publisher:
     def __init__(self, sio: socketio.AsyncServer, log: RecoveryLog) -> None:
         self._sio = sio
@@ -54,14 +66,8 @@ class Publisher:
         if event in PROJECT_EVENTS or event in MONITORING_PROJECT_EVENTS:
             if not isinstance(project, str):
                 raise ValueError(f"{event} needs a project_name")
-            rooms = stream_rooms(project, event)
-            to_project = Target(project_namespace(project), (f"p:{project}", f"p:{project}:{event}"))
-            if event in PROJECT_EVENTS:
-                elsewhere = Target(PORTAL, tuple(rooms[:2]))
-            else:
-                elsewhere = Target(MONITORING, tuple(rooms))
             # One log entry, one offset, for both namespaces (migration 0005).
-            await self._emit(event, data, to_project, elsewhere)
+            await self._emit(event, data, *_project_targets(project, event))
         elif event == "system_metrics":
             await self._emit(event, data, Target(MONITORING, tuple(stream_rooms(SYSTEM_SCOPE, event))))
         else:
