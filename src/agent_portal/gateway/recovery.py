@@ -153,10 +153,10 @@ class RecoveryLog:
                     for (_, done), offset in zip(batch, offsets, strict=True):
                         self._await_echo(offset, done)
                     continue
-                logged = [
-                    LogEntry(offset, *_fields_after_offset(entry))
-                    for (entry, _), offset in zip(batch, offsets, strict=True)
-                ]
+                logged = []
+                for (entry, _), offset in zip(batch, offsets, strict=True):
+                    entry.offset = offset
+                    logged.append(entry)
                 # The batch goes out as one: its broadcasts to the same sockets in one write each
                 # (gateway/fanout.py, FanoutBatch).
                 try:
@@ -396,16 +396,6 @@ class RecoveryLog:
         if self.floor is not None:
             return kept
         return now - session.updated_at <= self.window
-
-
-def _fields_after_offset(entry: LogEntry) -> tuple[Any, ...]:
-    return (
-        entry.targets,
-        entry.event,
-        entry.data,
-        entry.created_at,
-        entry.encoded,
-    )
 
 
 async def _nowhere(entries: list[LogEntry]) -> None:
