@@ -43,6 +43,12 @@ def _project_targets(project: str, event: str) -> tuple[Target, Target]:
     return to_project, Target(MONITORING, tuple(rooms))
 
 
+@functools.lru_cache(maxsize=4096)
+def _recovery_rooms(rooms: tuple[str, ...]) -> tuple[str, ...]:
+    """The rooms recovery sockets join for `rooms` (they get each broadcast with its offset)."""
+    return tuple(RECOVERY_PREFIX + room for room in rooms)
+
+
 class Publisher:
     def __init__(self, sio: socketio.AsyncServer, log: RecoveryLog) -> None:
         self._sio = sio
@@ -116,16 +122,23 @@ class Publisher:
                 await self._deliver_one(entry)
             return
         batch = manager.batch()
+        rooms = manager.rooms
         for entry in entries:
             args = entry.encoded or self._encode_args(entry.event, entry.data)
             with_offset: str | None = None
             for target in entry.targets:
                 namespace = target.namespace
+                present = rooms.get(namespace)
+                if not present:
+                    continue
                 # Sockets still being sent what they missed get it from the log, after the rest.
                 held_back = (*target.skip, *self._log.replaying(namespace))
-                batch.add(encode_event(namespace, args), namespace, list(target.rooms), held_back)
-                recovering = self._recovering_rooms(namespace, target.rooms)
-                if recovering:
+                # Each kind of room only where it has members: on the product bench every
+                # subscriber asked for recovery, and the plain packet was encoded for no one.
+                if any(room in present for room in target.rooms):
+                    batch.add(encode_event(namespace, args), namespace, target.rooms, held_back)
+                recovering = _recovery_rooms(target.rooms)
+                if any(room in present for room in recovering):
                     # the same arguments plus the offset as a last one: `[event, data, "offset"]`
                     with_offset = with_offset or with_last_argument(args, str(entry.offset))
                     batch.add(encode_event(namespace, with_offset), namespace, recovering, held_back)
@@ -134,7 +147,7 @@ class Publisher:
 
     def _recovering_rooms(self, namespace: str, rooms: tuple[str, ...]) -> list[str]:
         """The rooms recovery sockets join for `rooms`, if any of them has a member here."""
-        recovering = [RECOVERY_PREFIX + r for r in rooms]
+        recovering = list(_recovery_rooms(rooms))
         present = self._sio.manager.rooms.get(namespace, {})
         return recovering if any(r in present for r in recovering) else []
 
