@@ -216,3 +216,14 @@ def _of_namespace(written: bytes, namespace: str) -> list[str]:
         if text[1:].startswith(f"2{namespace},"):
             found.append(text[1:])
     return found
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300), st.just("x" * 70_000)))
+def test_a_run_frames_its_text_as_the_engine_io_packet_would_be_framed(part: str | bytes) -> None:
+    # The batch frames a run's parts itself instead of building a packet per part (gateway/fanout.py).
+    from engineio import packet as eio_packet
+
+    from agent_portal.gateway.fanout import _frame_of_part
+    from agent_portal.gateway.wstransport import frame_of
+
+    assert _frame_of_part(part) == frame_of(eio_packet.Packet(eio_packet.MESSAGE, part))

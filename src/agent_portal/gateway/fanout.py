@@ -20,7 +20,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from agent_portal.gateway.wstransport import DirectWebSocketSocket, frame_of
+from agent_portal.gateway.wsproto import binary_frame, text_frame
+from agent_portal.gateway.wstransport import DirectWebSocketSocket
 
 
 def encode_event(namespace: str, args: str) -> str:
@@ -118,7 +119,7 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         return FanoutBatch(self)
 
     def participants(
-        self, namespace: str, room: str | list[str] | None, skip: Iterable[str | None] = ()
+        self, namespace: str, room: str | list[str] | tuple[str, ...] | None, skip: Iterable[str | None] = ()
     ) -> dict[str, str]:
         """sid -> Engine.IO sid of every socket in `room` (or any of the rooms), but those in `skip`.
 
@@ -142,6 +143,14 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
             if sid is not None:
                 found.pop(sid, None)
         return found
+
+
+def _frame_of_part(part: str | bytes) -> bytes:
+    """The WebSocket frame of an Engine.IO MESSAGE with `part` as its data, as `frame_of` builds it
+    from the packet (`Packet.encode`: "4" and the text, or the bytes as they are)."""
+    if isinstance(part, str):
+        return text_frame(f"{eio_packet.MESSAGE}{part}")
+    return binary_frame(part)
 
 
 @dataclass(slots=True)
@@ -181,7 +190,7 @@ class FanoutBatch:
         self,
         encoded: str | list[Any],
         namespace: str,
-        room: str | list[str] | None,
+        room: str | list[str] | tuple[str, ...] | None,
         skip_sid: str | list[str] | tuple[str, ...] | None = None,
     ) -> None:
         parts = encoded if isinstance(encoded, list) else [encoded]
@@ -216,24 +225,29 @@ class FanoutBatch:
                 await self._manager.server._send_eio_packet(eio_sid, pkt)
 
     def _write(self, run: _Run) -> None:
-        packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in run.parts]
+        # Engine.IO packets only for recipients that queue them (polling, a socket class of the
+        # library's): on WebSocket the frames are built from the text itself.
+        packets: list[Any] | None = None
         frame: bytes | None = None
         sockets = self._manager.server.eio.sockets
         for eio_sid in run.participants.values():
             socket = sockets.get(eio_sid)
-            if not isinstance(socket, DirectWebSocketSocket):
-                if socket is not None:
+            writer = socket.writer if isinstance(socket, DirectWebSocketSocket) else None
+            if writer is None:
+                if socket is None:
+                    continue
+                if packets is None:
+                    packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in run.parts]
+                if isinstance(socket, DirectWebSocketSocket):  # polling, or not yet on its WebSocket
+                    for pkt in packets:
+                        socket.send_now(pkt)
+                else:
                     self._others.append((eio_sid, packets))
-                continue
-            writer = socket.writer
-            if writer is None:  # polling, or not yet switched to its WebSocket
-                for pkt in packets:
-                    socket.send_now(pkt)
                 continue
             # `send_now`'s WebSocket branch, inline: three calls fewer per recipient (send_now,
             # write_frame, frame_of) took 9-15 % off the CPU per delivery at N = 1000 / 5000
             # (bench broadcast, docs/performance.md); the run's frames go as one write.
             if frame is None:
-                frame = b"".join([frame_of(pkt) for pkt in packets])
+                frame = b"".join([_frame_of_part(part) for part in run.parts])
             if writer.write_frame(frame) > socket.outbound_limit:
                 socket.cut_off()
