@@ -14,6 +14,7 @@ import textwrap
 from asyncio.subprocess import PIPE
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -234,6 +235,35 @@ async def test_the_sqlite_log_thread_keeps_one_connection_and_drops_one_that_fai
         assert logged == list(range(6)) and len(offsets) == 1
     finally:
         await store.close()
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+async def test_the_sqlite_log_is_checkpointed_after_its_commits_not_in_them(tmp_path: Any) -> None:
+    # SQLite's own checkpoint runs in the commit that takes the WAL past 1000 pages and waits for the
+    # disk there; the recovery engine turns it off and checkpoints on its thread between writes.
+    async def wal_after_writes(interval: float, name: str) -> tuple[int, int]:
+        path = tmp_path / f"{name}.db"
+        store = await open_store(f"sqlite+aiosqlite:///{path}")
+        assert isinstance(store, SqlStore)
+        store._recovery.checkpoint_interval = interval
+        try:
+            for n in range(400):
+                batch = [LogEntry(0, P, "test_output", {"n": n, "pad": "x" * 500}, T0) for _ in range(8)]
+                await store.append_log(batch)
+            wal = _file_size(Path(f"{path}-wal"))
+            assert len(await store.log_since(T0 - timedelta(seconds=1))) == 3200
+            return wal, store._recovery.checkpoints
+        finally:
+            await store.close()
+
+    unchecked, none = await wal_after_writes(3600.0, "never")
+    checked, many = await wal_after_writes(0.0, "often")
+    assert none == 0 and many >= 100
+    # past where SQLite's automatic checkpoint would have started it over, and far below that
+    assert unchecked > 1.5 * 1000 * 4096 > 4 * checked, (checked, unchecked)
 
 
 async def test_event_log_rows_of_one_namespace_become_one_target_rows_and_go_back(store_url: str) -> None:
