@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 import textwrap
 from asyncio.subprocess import PIPE
@@ -124,10 +125,11 @@ async def test_a_batch_of_log_entries_is_one_insert(store_url: str) -> None:
         await store.close()
 
 
-async def test_a_log_batch_commits_in_one_trip_off_the_event_loop(store_url: str) -> None:
+async def test_a_log_batch_commits_with_at_most_one_hand_back_from_a_thread(store_url: str) -> None:
     # A broadcast waits for its batch's commit while the loop is busy with the fan-out, and every
     # hand-back from a database thread waits for the loop: through aiosqlite, one per DBAPI call
-    # (six a batch). The recovery engine runs the whole transaction on its thread (storage/sql.py).
+    # (six a batch). On SQLite the recovery engine commits on the loop when the write lock is free,
+    # else runs the whole transaction on its thread (storage/sql.py).
     store = await open_store(store_url)
     assert isinstance(store, SqlStore)
     loop = asyncio.get_running_loop()
@@ -145,7 +147,7 @@ async def test_a_log_batch_commits_in_one_trip_off_the_event_loop(store_url: str
         offsets = await store.append_log(entries[1:])
         loop.call_soon_threadsafe = original  # type: ignore[method-assign]
         assert len(offsets) == 19
-        # SQLite: the executor's one hand-back; PostgreSQL: none (asyncpg is the loop's own I/O)
+        # SQLite: none, or the executor's one; PostgreSQL: none (asyncpg is the loop's own I/O)
         assert len(handed_back) <= 1, handed_back
     finally:
         loop.call_soon_threadsafe = original  # type: ignore[method-assign]
@@ -207,7 +209,11 @@ async def test_the_autoincrement_migration_keeps_rows_and_continues_past_every_o
         await store.close()
 
 
-async def test_the_sqlite_log_thread_keeps_one_connection_and_drops_one_that_failed(tmp_path: Any) -> None:
+async def test_the_sqlite_recovery_engine_keeps_its_connections_and_drops_one_that_failed(
+    tmp_path: Any,
+) -> None:
+    # One connection for the loop's writes, one for the thread's; a checkout per batch was a quarter
+    # of a one-entry batch's CPU (storage/sql.py).
     store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'held.db'}")
     assert isinstance(store, SqlStore)
     checkouts: list[Any] = []
@@ -219,21 +225,69 @@ async def test_the_sqlite_log_thread_keeps_one_connection_and_drops_one_that_fai
     def failing(conn: Any) -> None:
         conn.exec_driver_sql("INSERT INTO event_log (event) VALUES ('half a row')")  # NOT NULLs
 
+    async def refused(*, inline: bool) -> None:
+        try:
+            await store._recovery.run(failing, inline=inline)
+        except sa.exc.IntegrityError:
+            return
+        raise AssertionError("the half row was accepted")
+
     try:
         for n in range(5):
             await store.append_log([entry(n)])
-        assert len(checkouts) == 1
-        try:
-            await store._recovery.run(failing)
-        except sa.exc.IntegrityError:
-            pass
-        else:
-            raise AssertionError("the half row was accepted")
+        await store.log_since(T0)  # a read, on the thread
+        assert len(checkouts) == 2, "the loop's connection and the thread's"
+        await refused(inline=False)
+        await store.log_since(T0)
+        assert len(checkouts) == 3, "a fresh thread connection after its failed transaction"
+        await refused(inline=True)
         offsets = await store.append_log([entry(5)])
-        assert len(checkouts) == 2, "a fresh connection after the failed transaction"
+        assert len(checkouts) == 4, "a fresh loop connection after its failed transaction"
         logged = [e.data["n"] for e in await store.log_since(T0 - timedelta(seconds=1))]
         assert logged == list(range(6)) and len(offsets) == 1
+        assert store._recovery.deferred == 0
     finally:
+        await store.close()
+
+
+async def test_a_sqlite_log_write_never_waits_for_the_lock_on_the_event_loop(tmp_path: Any) -> None:
+    # The store's commits hold SQLite's one write lock while they wait for the disk, and its busy
+    # handler waits up to 30 s: a log write tried on the loop must hand such a wait to the thread.
+    path = tmp_path / "locked.db"
+    store = await open_store(f"sqlite+aiosqlite:///{path}")
+    assert isinstance(store, SqlStore)
+    loop = asyncio.get_running_loop()
+    longest_stall = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest_stall
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            longest_stall = max(longest_stall, loop.time() - before - 0.01)
+
+    ticking = asyncio.create_task(ticker())
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        first = await store.append_log([LogEntry(0, P, "test_output", {"n": 0}, T0)])
+        holder.execute("BEGIN IMMEDIATE")  # another writer, in the middle of its commit
+        holder.execute("UPDATE projects SET path = path")
+        appending = asyncio.create_task(store.append_log([LogEntry(0, P, "test_output", {"n": 1}, T0)]))
+        await asyncio.sleep(0.3)
+        assert not appending.done(), "written past another writer's lock"
+        assert store._recovery.deferred == 1
+        assert longest_stall < 0.2, f"the event loop stalled {longest_stall:.3f} s waiting for the lock"
+        holder.execute("COMMIT")
+        second = await asyncio.wait_for(appending, 30)
+        assert second[0] > first[0]
+        logged = [e.data["n"] for e in await store.log_since(T0 - timedelta(seconds=1))]
+        assert logged == [0, 1]
+        # the lock is free again: the next write is the loop's
+        await store.append_log([LogEntry(0, P, "test_output", {"n": 2}, T0)])
+        assert store._recovery.deferred == 1
+    finally:
+        holder.close()
+        ticking.cancel()
         await store.close()
 
 
