@@ -227,3 +227,15 @@ def test_a_run_frames_its_text_as_the_engine_io_packet_would_be_framed(part: str
     from agent_portal.gateway.wstransport import frame_of
 
     assert _frame_of_part(part) == frame_of(eio_packet.Packet(eio_packet.MESSAGE, part))
+
+
+@given(st.text(max_size=30))
+def test_an_appended_argument_is_the_json_the_library_would_write(value: str) -> None:
+    # offsets (ASCII digits) are quoted as they are; anything else goes through json.dumps
+    import json
+
+    from agent_portal.gateway.fanout import with_last_argument
+
+    args = json.dumps(["test_output", {"n": 1}], separators=(",", ":"))
+    assert json.loads(with_last_argument(args, value)) == ["test_output", {"n": 1}, value]
+    assert with_last_argument(args, "1733583600000001").endswith(',"1733583600000001"]')

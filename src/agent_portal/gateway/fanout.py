@@ -33,7 +33,9 @@ def encode_event(namespace: str, args: str) -> str:
 
 def with_last_argument(args: str, value: str) -> str:
     """The JSON array `args` with the string `value` appended (a recovery offset)."""
-    return f"{args[:-1]},{json.dumps(value)}]"
+    # an offset is ASCII digits, which JSON writes as they are: json.dumps was 1 % of the product's CPU
+    quoted = f'"{value}"' if value.isascii() and value.isdigit() else json.dumps(value)
+    return f"{args[:-1]},{quoted}]"
 
 
 class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]

@@ -135,10 +135,10 @@ class Publisher:
                 held_back = (*target.skip, *self._log.replaying(namespace))
                 # Each kind of room only where it has members: on the product bench every
                 # subscriber asked for recovery, and the plain packet was encoded for no one.
-                if any(room in present for room in target.rooms):
+                if not present.keys().isdisjoint(target.rooms):
                     batch.add(encode_event(namespace, args), namespace, target.rooms, held_back)
                 recovering = _recovery_rooms(target.rooms)
-                if any(room in present for room in recovering):
+                if not present.keys().isdisjoint(recovering):
                     # the same arguments plus the offset as a last one: `[event, data, "offset"]`
                     with_offset = with_offset or with_last_argument(args, str(entry.offset))
                     batch.add(encode_event(namespace, with_offset), namespace, recovering, held_back)
