@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from agent_portal.clock import SystemClock
-from agent_portal.gateway.recovery import RecoveryLog
+from agent_portal.gateway.recovery import GATHER_TURNS, RecoveryLog
 from agent_portal.storage.store import LogEntry, Target
 
 MONITORING = [Target("/monitoring", ("a",))]
@@ -20,9 +20,13 @@ class SlowLog:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        self.entered = asyncio.Event()  # set by the first append
         self.appended: list[LogEntry] = []
+        self.batches: list[int] = []
 
     async def append_log(self, entries: list[LogEntry]) -> list[int]:
+        self.entered.set()
+        self.batches.append(len(entries))
         await self.release.wait()
         start = len(self.appended)
         self.appended += entries
@@ -46,7 +50,7 @@ async def test_a_batch_written_meanwhile_is_delivered_in_one_call_in_offset_orde
 
     log.deliver = deliver
     first = log.submit(MONITORING, "test_output", {"n": 0})
-    await asyncio.sleep(0)  # the writer takes the first one alone and waits for the store
+    await store.entered.wait()  # the writer took the first one alone and waits for the store
     rest = [log.submit(MONITORING, "test_output", {"n": n}) for n in range(1, 5)]
     store.release.set()
     assert await asyncio.gather(first, *rest) == [1, 2, 3, 4, 5]
@@ -73,3 +77,23 @@ async def test_a_failed_delivery_fails_every_publisher_of_its_batch_and_the_next
         with pytest.raises(RuntimeError, match="fan-out failed"):
             await future
     assert await log.submit(MONITORING, "test_output", {"n": 3}) == 4
+
+
+async def test_publications_of_the_next_loop_turns_join_the_batch() -> None:
+    # The writer lets GATHER_TURNS turns pass before it takes a batch: publications handled in
+    # those turns (the rest of a burst already read) are committed and delivered with it.
+    store = SlowLog()
+    store.release.set()
+    log = RecoveryLog(store, SystemClock(), 120)  # type: ignore[arg-type]
+    await log.start()
+
+    async def deliver(entries: list[LogEntry]) -> None:
+        return None
+
+    log.deliver = deliver
+    submitted: list[asyncio.Future[int]] = [log.submit(MONITORING, "test_output", {"n": 0})]
+    for n in range(1, GATHER_TURNS):  # one more publication in each of the next turns
+        await asyncio.sleep(0)
+        submitted.append(log.submit(MONITORING, "test_output", {"n": n}))
+    assert await asyncio.gather(*submitted) == list(range(1, GATHER_TURNS + 1))
+    assert store.batches == [GATHER_TURNS]
