@@ -73,9 +73,9 @@ class Publisher:
             if not isinstance(project, str):
                 raise ValueError(f"{event} needs a project_name")
             # One log entry, one offset, for both namespaces (migration 0005).
-            await self._emit(event, data, *_project_targets(project, event))
+            await self._emit(event, data, _project_targets(project, event))
         elif event == "system_metrics":
-            await self._emit(event, data, Target(MONITORING, tuple(stream_rooms(SYSTEM_SCOPE, event))))
+            await self._emit(event, data, (Target(MONITORING, tuple(stream_rooms(SYSTEM_SCOPE, event))),))
         else:
             raise ValueError(f"{event} is not a project or monitoring event")
         for listener in self.listeners:
@@ -87,24 +87,29 @@ class Publisher:
         """Presence events, to the sockets that joined the project on /portal and /project/{name}."""
         skip = skip_sids or {}
         room = (members_room(project),)
-        targets = [Target(ns, room, tuple(skip.get(ns) or ())) for ns in (PORTAL, project_namespace(project))]
-        await self._emit(event, self.payload(event, model), *targets)
+        targets = tuple(
+            Target(ns, room, tuple(skip.get(ns) or ())) for ns in (PORTAL, project_namespace(project))
+        )
+        await self._emit(event, self.payload(event, model), targets)
 
     async def to_chat(
         self, project: str, event: str, model: BaseModel, skip_sids: list[str] | None = None
     ) -> None:
         target = Target(chat_namespace(project), (ALL,), tuple(skip_sids or ()))
-        await self._emit(event, self.payload(event, model), target)
+        await self._emit(event, self.payload(event, model), (target,))
 
     async def to_admins(self, event: str, model: BaseModel) -> None:
-        await self._emit(event, self.payload(event, model), Target(ADMIN, (ALL,)))
+        await self._emit(event, self.payload(event, model), (Target(ADMIN, (ALL,)),))
 
     async def to_socket(self, namespace: str, sid: str, event: str, model: BaseModel) -> None:
         """A reply to one socket: not a broadcast, so not logged for recovery (as in Node)."""
         await self._sio.emit(event, self.payload(event, model), to=sid, namespace=namespace)
         self.sent[event] += 1
 
-    async def _emit(self, event: str, data: dict[str, Any], *targets: Target) -> None:
+    async def _emit(self, event: str, data: dict[str, Any], targets: tuple[Target, ...]) -> None:
+        # `targets` as given: a project stream's is one cached tuple that every entry of the
+        # stream shares (the log keeps each entry for the recovery window, and an entry's own
+        # tuple was one more object per publication for every young-generation GC pass to walk).
         await self._log.submit(targets, event, data, self._encode_args(event, data))
 
     def _encode_args(self, event: str, data: dict[str, Any]) -> str:
