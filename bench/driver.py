@@ -478,6 +478,13 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
             "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
             "other_cpu_pct": other_cpu_pct(a, b),
             "connect_per_s": result["connect"]["per_s"],
+            # The server's CPU per publication at the sustained rate (the latency phase, drain
+            # included): every publication pays its whole path there, none shares a batch or a
+            # write with others as at saturation. At the default rate it is few publications for
+            # large N; `--sustained` raises the rate for an A/B of the per-publication cost.
+            "paced_cpu_us_per_broadcast": (marks["lat_end"].server_cpu_s - marks["lat_start"].server_cpu_s)
+            * 1e6
+            / max(1, lat["broadcasts"]),
             **cluster,
         }
     if case.workload == "ack":
@@ -527,6 +534,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         help="before each run wait up to this many s for other processes to go quiet (default 30, smoke 0)",
     )
+    p.add_argument(
+        "--sustained",
+        type=int,
+        help="deliveries/s of the broadcast latency phase (default 2000, the same for every server)",
+    )
     p.add_argument("--window", type=int, help="broadcast saturation: deliveries kept outstanding at least")
     p.add_argument("--report-ms", type=float, help="how often each load generator worker reports its counts")
     p.add_argument("--out", default=str(BENCH / "results"), help="output directory")
@@ -559,6 +571,8 @@ def main(argv: list[str]) -> int:
         profile = replace(profile, quiet_wait_s=args.quiet_wait)
     if args.duration is not None:
         profile = replace(profile, duration_s=args.duration, latency_duration_s=args.duration)
+    if args.sustained is not None:
+        profile = replace(profile, sustained_deliveries_per_s=args.sustained)
     if args.window is not None:
         profile = replace(profile, window_deliveries=args.window)
     if args.report_ms is not None:

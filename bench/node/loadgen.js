@@ -471,6 +471,7 @@ async function main() {
     const count = Math.max(cfg.min_latency_broadcasts, Math.round(cfg.latency_duration_s * perSecond));
     const intervalUs = 1e6 / perSecond;
     await workers.all(() => ({ cmd: 'collect_start' }));
+    await mark('lat_start');
     const start = nowUs();
     for (let i = 0; i < count; i++) {
       const due = start + i * intervalUs;
@@ -478,6 +479,7 @@ async function main() {
       send();
     }
     const undelivered = await drain();
+    await mark('lat_end');
     const lat = [];
     for (const r of await workers.all(() => ({ cmd: 'collect_stop' }))) for (const v of r.latencies) lat.push(v);
     result.latency = {
