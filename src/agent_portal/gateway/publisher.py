@@ -137,7 +137,8 @@ class Publisher:
                 if not present:
                     continue
                 # Sockets still being sent what they missed get it from the log, after the rest.
-                held_back = (*target.skip, *self._log.replaying(namespace))
+                replaying = self._log.replaying(namespace)
+                held_back = (*target.skip, *replaying) if replaying else target.skip
                 # Each kind of room only where it has members: on the product bench every
                 # subscriber asked for recovery, and the plain packet was encoded for no one.
                 if not present.keys().isdisjoint(target.rooms):
@@ -160,7 +161,7 @@ class Publisher:
         event, data = entry.event, entry.data
         for target in entry.targets:
             namespace, rooms = target.namespace, list(target.rooms)
-            held_back = list(target.skip) + self._log.replaying(namespace)
+            held_back = [*target.skip, *self._log.replaying(namespace)]
             await self._sio.emit(event, data, room=rooms, namespace=namespace, skip_sid=held_back)
             recovering = self._recovering_rooms(namespace, target.rooms)
             if recovering:

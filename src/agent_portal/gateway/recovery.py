@@ -237,9 +237,10 @@ class RecoveryLog:
                     self._moved.clear()
                     await self._moved.wait()
 
-    def replaying(self, namespace: str) -> list[str]:
+    def replaying(self, namespace: str) -> tuple[str, ...]:
         """Sockets that must not get live broadcasts yet: their missed ones are still being replayed."""
-        return list(self._replaying.get(namespace, ()))
+        sids = self._replaying.get(namespace)
+        return tuple(sids) if sids else ()
 
     def begin_replay(self, ctx: SocketContext) -> None:
         self._replaying.setdefault(ctx.namespace, set()).add(ctx.sid)
