@@ -20,7 +20,7 @@ def _result(saturation_owed: int, latency_owed: int) -> dict[str, Any]:
             "deliveries": 4000,
             "undelivered_after_drain": saturation_owed,
         },
-        "latency": {"p50_ms": 1.0, "p99_ms": 2.0, "undelivered_after_drain": latency_owed},
+        "latency": {"p50_ms": 1.0, "p99_ms": 2.0, "broadcasts": 40, "undelivered_after_drain": latency_owed},
         "connect": {"per_s": 100.0},
     }
 
@@ -28,6 +28,8 @@ def _result(saturation_owed: int, latency_owed: int) -> dict[str, Any]:
 MARKS = {
     "sat_start": driver.Mark("sat_start", 0.0, 0.0, 0, 0.0, 0.0),
     "sat_end": driver.Mark("sat_end", 4.0, 2.0, 0, 1.0, 3.5),
+    "lat_start": driver.Mark("lat_start", 5.0, 2.5, 0, 1.2, 4.0),
+    "lat_end": driver.Mark("lat_end", 10.0, 2.52, 0, 1.3, 5.0),
 }
 
 
@@ -35,6 +37,8 @@ def test_a_run_whose_deliveries_add_up_gives_its_metrics() -> None:
     metrics = driver.metrics(driver.Case("broadcast", 100), _result(0, 0), MARKS)
     assert metrics["p99_ms"] == 2.0
     assert metrics["cpu_ms_per_1000"] == pytest.approx(500.0)
+    # 20 ms of server CPU between the latency phase's marks, over its 40 publications
+    assert metrics["paced_cpu_us_per_broadcast"] == pytest.approx(500.0)
 
 
 @pytest.mark.parametrize(
