@@ -18,6 +18,7 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("p50_ms", "p50 ms @ sustained", False),
         ("p99_ms", "p99 ms @ sustained", False),
         ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", False),
+        ("paced_cpu_us_per_broadcast", "server CPU µs / publication @ sustained", False),
         ("server_cpu_pct", "server CPU % at saturation", True),
         ("loadgen_cpu_pct", "load generator CPU % at saturation", False),
         ("redis_cpu_pct", "Redis CPU % at saturation", False),
@@ -122,6 +123,70 @@ def ratios(
     return out
 
 
+def paired_ratios(
+    runs: list[dict[str, Any]], servers: list[str]
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """{case: {"a/b": {metric: {"median", "min", "max", "n"}}}}: the ratio of a's run to b's run of
+    the same repetition, over the repetitions where both ran.
+
+    A repetition runs every server of a case back to back, so a slow spell of the machine (a whole
+    repetition slower for every server, as in session 14's fourth) moves both runs of a pair; the
+    ratio of the medians lets one server's slow run and the other's fast one meet."""
+    by_rep: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
+    for run in runs:
+        if "metrics" in run and "rep" in run:
+            by_rep.setdefault((run["case"], run["rep"]), {})[run["server"]] = run["metrics"]
+    collected: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for (case, _), by_server in sorted(by_rep.items()):
+        for a, b in pairs(servers):
+            if a not in by_server or b not in by_server:
+                continue
+            for metric, value in by_server[a].items():
+                if metric in INFORMATIONAL:
+                    continue
+                r = ratio(value, by_server[b].get(metric))
+                if r is not None:
+                    collected.setdefault(case, {}).setdefault(f"{a}/{b}", {}).setdefault(metric, []).append(r)
+    return {
+        case: {
+            pair: {
+                metric: {"median": statistics.median(rs), "min": min(rs), "max": max(rs), "n": len(rs)}
+                for metric, rs in by_metric.items()
+            }
+            for pair, by_metric in by_pair.items()
+        }
+        for case, by_pair in collected.items()
+    }
+
+
+def paired_markdown(
+    paired: dict[str, dict[str, dict[str, dict[str, float]]]], servers: list[str], cases: list[str]
+) -> str:
+    """The paired ratios as a table: median (lowest-highest) per case, metric and pair."""
+    columns = [f"{a}/{b}" for a, b in pairs(servers)]
+    if not columns:
+        return ""
+    lines = [
+        "Ratios within a repetition (each repetition's pair of runs, median and range over the repetitions):",
+        "",
+        "| case | metric | " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
+    for case in cases:
+        workload, n = case.rsplit("-", 1)
+        for metric, label, higher in METRICS[workload]:
+            if metric in INFORMATIONAL:
+                continue
+            cells = []
+            for column in columns:
+                r = paired.get(case, {}).get(column, {}).get(metric)
+                cells.append("" if r is None else f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f})")
+            if any(cells):
+                arrow = " ↑" if higher else " ↓"
+                lines.append(f"| {workload} N={n} | {label}{arrow} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown(
     med: dict[str, dict[str, dict[str, float]]], servers: list[str], cases: list[str], reps: int
 ) -> str:
@@ -221,6 +286,10 @@ def build(
     node_dir: Path,
 ) -> dict[str, Any]:
     med = medians(runs)
+    paired = paired_ratios(runs, servers)
+    table = markdown(med, servers, cases, int(profile["reps"]))
+    if int(profile["reps"]) > 1 and (more := paired_markdown(paired, servers, cases)):
+        table += "\n\n" + more
     return {
         "command": command,
         "elapsed_s": round(elapsed_s, 1),
@@ -230,8 +299,9 @@ def build(
         "cases": cases,
         "medians": med,
         "ratios": ratios(med, servers),
+        "paired_ratios": paired,
         "runs": runs,
-        "markdown": markdown(med, servers, cases, int(profile["reps"])),
+        "markdown": table,
     }
 
 
