@@ -368,3 +368,45 @@ async def test_event_log_rows_of_one_namespace_become_one_target_rows_and_go_bac
         ]
     finally:
         await engine.dispose()
+
+
+async def test_the_log_is_pruned_by_offset_without_a_time_index_and_the_index_comes_back_down(
+    store_url: str,
+) -> None:
+    # Migration 0006: the log's index on created_at is gone; pruning goes by offset, up to the
+    # first entry logged at or after the cutoff.
+    from alembic import command
+    from alembic.config import Config
+
+    from agent_portal.storage.sql import MIGRATIONS
+
+    def indexes(conn: Any) -> set[str]:
+        return {ix["name"] for ix in sa.inspect(conn).get_indexes("event_log")}
+
+    def downgrade(conn: Any) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+
+    store = await open_store(store_url)
+    try:
+        times = [T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2), T0 + timedelta(seconds=3)]
+        offsets = await store.append_log(
+            [LogEntry(0, P, "test_output", {"n": n}, at) for n, at in enumerate(times)]
+        )
+        assert await store.prune_log(T0 + timedelta(milliseconds=1500)) == 2
+        assert [e.offset for e in await store.log_since(T0 - timedelta(days=1))] == offsets[2:]
+        assert await store.prune_log(T0) == 0
+        assert await store.prune_log(T0 + timedelta(days=1)) == 2
+        assert await store.log_since(T0 - timedelta(days=1)) == []
+    finally:
+        await store.close()
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            assert "ix_event_log_created" not in await conn.run_sync(indexes)
+            await conn.run_sync(downgrade)
+            assert "ix_event_log_created" in await conn.run_sync(indexes)
+    finally:
+        await engine.dispose()

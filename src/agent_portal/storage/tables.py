@@ -148,7 +148,7 @@ event_log = Table(
     # row of VALUES, fell back to one INSERT per entry: two trips to aiosqlite's thread each,
     # 14 ms a batch on the product bench (docs/performance.md, migration 0003).
     insert_sentinel("sentinel"),
-    Index("ix_event_log_created", "created_at"),
+    # No index on created_at: the log is pruned and read by offset, which follows time (migration 0006).
     # An offset is never given twice, even once the rows above it are pruned (migration 0004).
     sqlite_autoincrement=True,
 )
