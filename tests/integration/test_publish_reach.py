@@ -8,98 +8,8 @@ from typing import Any
 import pytest
 
 from agent_portal.protocol.registry import PUBLISHABLE_EVENTS
+from samples import sample
 from support import LiveServer, Recorder
-
-NOW = "2026-11-25T20:00:00.000Z"
-TASK = {"id": "task-1", "agent_type": "CodeAgent", "command": "implement", "created_at": NOW}
-STORY = {"id": "story-1", "title": "Login", "created_at": NOW}
-
-
-def sample(event: str, project: str) -> dict[str, Any]:
-    base = {"project_name": project}
-    return {
-        "state_change": {
-            **base,
-            "old_state": "IDLE",
-            "new_state": "BACKLOG_READY",
-            "timestamp": NOW,
-            "triggered_by": "bot",
-            "command": "/epic",
-        },
-        "task_update": {
-            **base,
-            "task_id": "t1",
-            "task_type": "code",
-            "status": "in_progress",
-            "progress": 40,
-            "agent_type": "CodeAgent",
-        },
-        "approval_request": {
-            **base,
-            "request_id": "r1",
-            "task": TASK,
-            "reason": "Blocking mode requires approval",
-            "created_at": NOW,
-            "retry_count": 0,
-            "timeout_at": NOW,
-        },
-        "approval_resolved": {
-            **base,
-            "request_id": "r1",
-            "approved": True,
-            "resolved_by": "lead",
-            "resolved_at": NOW,
-        },
-        "sprint_progress": {
-            **base,
-            "sprint_id": "s1",
-            "total_stories": 3,
-            "completed_stories": 1,
-            "failed_stories": 0,
-            "in_progress_stories": 1,
-            "estimated_completion": NOW,
-            "velocity": 1.5,
-        },
-        "backlog_updated": {
-            **base,
-            "change_type": "added",
-            "story_id": "story-1",
-            "story": STORY,
-            "new_position": 0,
-        },
-        "agent_activity": {
-            **base,
-            "agent_type": "QAAgent",
-            "action": "write_tests",
-            "status": "started",
-            "timestamp": NOW,
-        },
-        "tdd_cycle_started": {
-            **base,
-            "cycle_id": "c1",
-            "story_id": "story-1",
-            "started_by": "bot",
-            "estimated_duration": 60000,
-            "timestamp": NOW,
-        },
-        "tdd_state_change": {
-            **base,
-            "cycle_id": "c1",
-            "old_state": "design",
-            "new_state": "test_red",
-            "timestamp": NOW,
-            "phase_duration": 1200,
-        },
-        "test_output": {
-            **base,
-            "cycle_id": "c1",
-            "output_type": "stdout",
-            "content": "1 passed",
-            "timestamp": NOW,
-            "sequence_number": 1,
-        },
-    }[event]
-
 
 PROJECT_EVENTS = [
     "state_change",
@@ -159,18 +69,7 @@ async def test_each_event_reaches_exactly_the_allowed_sockets(world: dict[str, R
 
 
 async def test_system_metrics_from_an_orchestrator_reach_all_monitors(world: dict[str, Recorder]) -> None:
-    data = {
-        "timestamp": NOW,
-        "cpu_usage": 12.5,
-        "memory_usage": 40.0,
-        "disk_usage": 50.0,
-        "network_io": {"bytes_sent": 1, "bytes_received": 2},
-        "active_connections": 3,
-        "active_projects": 1,
-        "active_tasks": 0,
-        "error_rate": 0.0,
-        "uptime": 10.0,
-    }
+    data = sample("system_metrics", "ext")
     assert (await world["orch"].call("publish", {"event": "system_metrics", "data": data}))["ok"] is True
     for name in ("monitor_ext", "monitor_ext2", "monitor_admin"):
         await world[name].wait_for("system_metrics", lambda d: d["cpu_usage"] == 12.5)
@@ -182,11 +81,17 @@ async def test_invalid_publications_are_refused_and_deliver_nothing(world: dict[
     bad = sample("task_update", "ext") | {"progress": 140}
     reply = await orch.call("publish", {"event": "task_update", "data": bad})
     assert reply["ok"] is False and reply["error"]["type"] == "validation"
+    assert reply["error"]["message"] == "Invalid data for task_update"
     assert any(d["path"] == "data.progress" for d in reply["error"]["details"])
     extra = sample("state_change", "ext") | {"secret": 1}
-    assert (await orch.call("publish", {"event": "state_change", "data": extra}))["ok"] is False
+    refused = await orch.call("publish", {"event": "state_change", "data": extra})
+    assert refused["ok"] is False and refused["error"]["details"][0]["path"] == "data.secret"
     unknown = await orch.call("publish", {"event": "user_action", "data": {}})
-    assert unknown["ok"] is False
+    assert unknown["ok"] is False and unknown["error"]["message"] == "Unknown event: user_action"
+    assert [d["path"] for d in unknown["error"]["details"]] == ["event"]
+    no_data = await orch.call("publish", {"event": "state_change"})
+    assert no_data["ok"] is False and no_data["error"]["message"] == "Invalid payload for publish"
+    assert [d["path"] for d in no_data["error"]["details"]] == ["data"]
     foreign = await orch.call("publish", {"event": "state_change", "data": sample("state_change", "demo")})
     assert foreign["ok"] is False and foreign["error"]["code"] == "forbidden"
     await world["project_ext"].quiet()
