@@ -139,6 +139,20 @@ class Mark:
     machine_busy_s: float
     redis_cpu_s: float = 0.0  # the Redis server's own, for the cluster kinds
     node_cpu_s: list[float] | None = None  # per node of a cluster, in start order (the first publishes)
+    server_wait_s: float = 0.0  # runnable but not running (waiting for a core), summed like server_cpu_s
+
+
+def run_queue_wait_s(pid: int) -> float:
+    """How long the main thread of `pid` (the event loop's, in every server here) has been runnable
+    but not running: waiting for a core, which the load generator's processes share with the server
+    (`/proc/<pid>/task/<pid>/schedstat`, Linux; 0 elsewhere). A server at less than 100 % CPU is not
+    necessarily idle: at N = 100 the product server waited for a core ~27 % of the time while the
+    machine had a core idle ~24 % of it (docs/performance.md, session 16)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def machine_busy_s() -> float:
@@ -361,6 +375,7 @@ class Deployment:
             machine_busy_s=machine_busy_s(),
             redis_cpu_s=self.backing.redis_cpu_s() if self.backing else 0.0,
             node_cpu_s=each if self.backing else None,
+            server_wait_s=sum(run_queue_wait_s(s.proc.pid) for s in self.servers),
         )
 
     def stop(self) -> None:
@@ -475,6 +490,7 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
             "p99_ms": lat["p99_ms"],
             "cpu_ms_per_1000": server_cpu * 1e6 / max(1, sat["deliveries"]),
             "server_cpu_pct": 100 * server_cpu / wall,
+            "server_wait_pct": 100 * (b.server_wait_s - a.server_wait_s) / wall,
             "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
             "other_cpu_pct": other_cpu_pct(a, b),
             "connect_per_s": result["connect"]["per_s"],
@@ -498,6 +514,7 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
             "p99_ms": ack["p99_ms"],
             "cpu_us_per_ack": server_cpu * 1e6 / max(1, ack["acks"]),
             "server_cpu_pct": 100 * server_cpu / wall,
+            "server_wait_pct": 100 * (b.server_wait_s - a.server_wait_s) / wall,
             "loadgen_cpu_pct": 100 * (b.loadgen_cpu_s - a.loadgen_cpu_s) / wall,
             "other_cpu_pct": other_cpu_pct(a, b),
         }
@@ -510,6 +527,9 @@ def metrics(case: Case, result: dict[str, Any], marks: dict[str, Mark]) -> dict[
         "setup_per_s": result["idle"]["setup_per_s"],
         "setup_cpu_us": setup_cpu * 1e6 / case.n,
         "setup_cpu_pct": 100 * setup_cpu / max(1e-9, connected.t - before.t),
+        "setup_wait_pct": 100
+        * (connected.server_wait_s - before.server_wait_s)
+        / max(1e-9, connected.t - before.t),
         "other_cpu_pct": other_cpu_pct(before, after),
         "teardown_per_s": dropped / max(1e-9, closed.t - closing.t),
         "teardown_cpu_us": (closed.server_cpu_s - closing.server_cpu_s) * 1e6 / dropped,

@@ -20,6 +20,7 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", False),
         ("paced_cpu_us_per_broadcast", "server CPU µs / publication @ sustained", False),
         ("server_cpu_pct", "server CPU % at saturation", True),
+        ("server_wait_pct", "server waiting for a core % at saturation", False),
         ("loadgen_cpu_pct", "load generator CPU % at saturation", False),
         ("redis_cpu_pct", "Redis CPU % at saturation", False),
         ("node1_cpu_pct", "node 1 (publisher's) CPU % at saturation", False),
@@ -32,6 +33,7 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("p99_ms", "p99 ms", False),
         ("cpu_us_per_ack", "server CPU µs / ack", False),
         ("server_cpu_pct", "server CPU %", True),
+        ("server_wait_pct", "server waiting for a core %", False),
         ("loadgen_cpu_pct", "load generator CPU %", False),
         ("other_cpu_pct", "other processes' CPU %", False),
     ],
@@ -40,6 +42,7 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
         ("setup_per_s", "connections set up / s", True),
         ("setup_cpu_us", "server CPU µs / connection set up", False),
         ("setup_cpu_pct", "server CPU % during set-up", True),
+        ("setup_wait_pct", "server waiting for a core % during set-up", False),
         ("other_cpu_pct", "other processes' CPU %", False),
         ("teardown_per_s", "disconnects handled / s (all drop at once)", True),
         ("teardown_cpu_us", "server CPU µs / disconnect", False),
@@ -48,7 +51,9 @@ METRICS: dict[str, list[tuple[str, str, bool]]] = {
 # Rows that only describe the run; no ratio is shown for them.
 INFORMATIONAL = {
     "server_cpu_pct",
+    "server_wait_pct",
     "setup_cpu_pct",
+    "setup_wait_pct",
     "loadgen_cpu_pct",
     "other_cpu_pct",
     "redis_cpu_pct",
@@ -56,7 +61,7 @@ INFORMATIONAL = {
     "node2_cpu_pct",
 }
 # Rows only the cluster kinds have: left out of a table without them.
-OPTIONAL = {"redis_cpu_pct", "node1_cpu_pct", "node2_cpu_pct"}
+OPTIONAL = {"redis_cpu_pct", "node1_cpu_pct", "node2_cpu_pct", "server_wait_pct", "setup_wait_pct"}
 # Pairs compared in their own column when both are run, besides server / node: the product path
 # against the bare path (issue 8: within 1.3x), and two nodes against one (issue 8: >= 1.6x).
 PAIRS: list[tuple[str, str]] = [

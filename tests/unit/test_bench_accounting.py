@@ -4,6 +4,7 @@ add up after a drain is refused, since its latency phase measured a backlog, not
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ def _result(saturation_owed: int, latency_owed: int) -> dict[str, Any]:
 
 
 MARKS = {
-    "sat_start": driver.Mark("sat_start", 0.0, 0.0, 0, 0.0, 0.0),
-    "sat_end": driver.Mark("sat_end", 4.0, 2.0, 0, 1.0, 3.5),
+    "sat_start": driver.Mark("sat_start", 0.0, 0.0, 0, 0.0, 0.0, server_wait_s=10.0),
+    "sat_end": driver.Mark("sat_end", 4.0, 2.0, 0, 1.0, 3.5, server_wait_s=11.0),
     "lat_start": driver.Mark("lat_start", 5.0, 2.5, 0, 1.2, 4.0),
     "lat_end": driver.Mark("lat_end", 10.0, 2.52, 0, 1.3, 5.0),
 }
@@ -39,6 +40,35 @@ def test_a_run_whose_deliveries_add_up_gives_its_metrics() -> None:
     assert metrics["cpu_ms_per_1000"] == pytest.approx(500.0)
     # 20 ms of server CPU between the latency phase's marks, over its 40 publications
     assert metrics["paced_cpu_us_per_broadcast"] == pytest.approx(500.0)
+    # 1 s of the 4 between the saturation marks runnable and not running
+    assert metrics["server_wait_pct"] == pytest.approx(25.0)
+
+
+def test_the_run_queue_wait_of_a_busy_process_grows() -> None:
+    import os
+    import threading
+
+    wait = driver.run_queue_wait_s(os.getpid())
+    # Two spinning threads per core keep every core's run queue long for a moment, so the main
+    # thread, spinning too, waits for a core some of that time.
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinners = [threading.Thread(target=spin) for _ in range(2 * (os.cpu_count() or 1))]
+    for t in spinners:
+        t.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while driver.run_queue_wait_s(os.getpid()) <= wait and time.monotonic() < deadline:
+            sum(range(10000))
+    finally:
+        stop.set()
+        for t in spinners:
+            t.join()
+    assert driver.run_queue_wait_s(os.getpid()) > wait
 
 
 @pytest.mark.parametrize(
