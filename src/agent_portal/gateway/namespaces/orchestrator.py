@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class Publication(WireModel):
     """A publish request with its data validated as its event's model, in one pass: the route's
     parser for valid requests. Validating the request, then writing its data as JSON again and
-    validating that, took 5.1 us of a publication's ~50; this takes 3.0 (docs/performance.md,
+    validating that, took ~5 us of a publication's ~50; this takes ~3 (docs/performance.md,
     session 16). Bad requests are still told what is wrong by `PublishRequest` and `publish`."""
 
     event: str
