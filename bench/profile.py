@@ -4,6 +4,7 @@
     .venv/bin/python bench/profile.py --server product-cluster2 --n 5000 --seconds 8
     .venv/bin/python bench/profile.py --server portal --workload ack --n 50
     .venv/bin/python bench/profile.py --server portal --workload idle --n 10000   # connection set-up
+    .venv/bin/python bench/profile.py --server product --workload disconnect --n 10000 --seconds 4
 
 Writes the raw collapsed stacks (flamegraph input) and a summary to --out; py-spy is pip-installed into
 the interpreter when missing. A cluster kind is sampled node by node (one py-spy per process, node 1
@@ -28,7 +29,11 @@ PHASES = {
     "broadcast": ("sat_start", "sat_end"),
     "ack": ("ack_start", "ack_end"),
     "idle": ("idle_before", "idle_connected"),
+    # the idle workload's teardown: every client drops at once
+    "disconnect": ("idle_closing", "idle_closed"),
 }
+# What the load generator runs for each profiled workload.
+LOADGEN_WORKLOAD = {"disconnect": "idle"}
 
 # Substrings of a frame that place a sample in a bucket; the first bucket found from the leaf up wins.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
@@ -121,7 +126,11 @@ def main() -> int:
     try:
         server.wait_ready()
         result, marks = run_loadgen(
-            server, Case(args.workload, args.n), profile, out / f"{tag}.loadgen.log", on_mark
+            server,
+            Case(LOADGEN_WORKLOAD.get(args.workload, args.workload), args.n),
+            profile,
+            out / f"{tag}.loadgen.log",
+            on_mark,
         )
     finally:
         server.stop()
@@ -141,6 +150,8 @@ def headline(workload: str, result: dict[str, Any]) -> str:
         return f"{result['saturation']['deliveries_per_s']:.0f} deliveries/s"
     if workload == "ack":
         return f"{result['ack']['acks_per_s']:.0f} acks/s"
+    if workload == "disconnect":
+        return f"{result['idle']['closed']} clients dropped"
     return f"{result['idle']['setup_per_s']:.0f} connections set up/s"
 
 

@@ -38,6 +38,22 @@ def with_last_argument(args: str, value: str) -> str:
     return f"{args[:-1]},{quoted}]"
 
 
+class PendingSids(dict[str, None]):
+    """The sids of a namespace that are connecting or disconnecting, with the list methods the
+    library calls on them, in O(1).
+
+    The library keeps them in a list and asks `sid in` it on every `is_connected`: when 10,000
+    clients dropped at once, each disconnect handler that awaited (a session save) kept its sid in
+    the list meanwhile, and the scans were a third of the teardown's samples (bench/profile.py
+    --workload disconnect, docs/performance.md)."""
+
+    def append(self, sid: str) -> None:
+        self[sid] = None
+
+    def remove(self, sid: str) -> None:
+        del self[sid]
+
+
 class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
     """Also keeps the rooms of each session, so that a disconnect leaves only its own rooms.
 
@@ -51,6 +67,17 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         # (namespace, sid) -> the rooms it is in, the connected-sids room (None) included; a list,
         # not a set: a session is in a few rooms, and a set of two took 216 bytes against 88
         self._rooms_of: dict[tuple[str, str], list[str | None]] = {}
+
+    async def pre_connect(self, eio_sid: str, namespace: str) -> str | None:
+        pending = self.pending_connect.setdefault(namespace, PendingSids())
+        sid: str | None = await super().pre_connect(eio_sid, namespace)
+        if not pending:  # already connected: nothing added, and the library keeps no empty one
+            del self.pending_connect[namespace]
+        return sid
+
+    def pre_disconnect(self, sid: str, namespace: str) -> Any:
+        self.pending_disconnect.setdefault(namespace, PendingSids())
+        return super().pre_disconnect(sid, namespace)
 
     def basic_enter_room(
         self, sid: str, namespace: str, room: str | None, eio_sid: str | None = None
