@@ -142,3 +142,59 @@ async def test_savers_are_not_left_waiting_when_the_writer_is_cancelled() -> Non
     log._session_writer.cancel()
     results = await asyncio.wait_for(asyncio.gather(writing, queued, return_exceptions=True), 1)
     assert [type(r) for r in results] == [asyncio.CancelledError, asyncio.CancelledError]
+
+
+class CountedSessions(Sessions):
+    """Sessions whose every write is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def save_sessions(self, sessions: list[RecoverySession]) -> None:
+        self.batches.append([f"{s.pid}:{s.state['rooms']}" for s in sessions])
+        await super().save_sessions(sessions)
+
+    async def take_session(self, pid: str) -> RecoverySession | None:
+        return self.saved.pop(pid, None)
+
+
+async def test_a_first_save_replaced_before_its_delay_is_never_written() -> None:
+    # A client connects (the first save) and subscribes (a full save) a round trip later: one write.
+    sessions = CountedSessions()
+    log = RecoveryLog(sessions, SystemClock(), 120, first_save_delay=0.05)  # type: ignore[arg-type]
+    ctx = context("s1", "p1")
+    log.save_first(ctx)
+    await settle()
+    assert sessions.batches == [], "the first save waits"
+    ctx.logical_rooms = ("all", "test_output")
+    await log.save(ctx)
+    await asyncio.sleep(0.1)  # past the delay
+    assert sessions.batches == [["p1:['all', 'test_output']"]]
+
+
+async def test_a_first_save_alone_is_written_after_its_delay() -> None:
+    sessions = CountedSessions()
+    log = RecoveryLog(sessions, SystemClock(), 120, first_save_delay=0.05)  # type: ignore[arg-type]
+    log.save_first(context("s1", "p1"))
+    log.save_first(context("s2", "p2"))
+    closed = context("s3", "p3")
+    closed.session_closed = True  # its disconnect saved it already
+    log.save_first(closed)
+    await asyncio.sleep(0.02)
+    assert sessions.batches == []
+    await asyncio.sleep(0.1)
+    assert sessions.batches == [["p1:[]", "p2:[]"]]
+    assert set(sessions.saved) == {"p1", "p2"}
+
+
+async def test_a_session_whose_first_save_waits_can_still_be_resumed() -> None:
+    # The client saw its connection die before the server did, and reconnects at once.
+    sessions = CountedSessions()
+    log = RecoveryLog(sessions, SystemClock(), 3600)  # type: ignore[arg-type]
+    old = context("old", "p1")
+    old.logical_rooms = ("all",)
+    log.save_first(old)
+    resumed = await log.restore("p1", context("new", "unset"), None)
+    assert resumed is not None and resumed[0] == "old" and resumed[2] == {"all"}
+    assert log._first_saves == {}

@@ -232,8 +232,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 error=exc.code,
             )
             raise _refusal(exc) from None
+        resumed = False
         if ctx.principal is not None and isinstance(auth, dict) and auth.get("recovery") is True:
-            await self._offer_recovery(ctx, auth)
+            resumed = await self._offer_recovery(ctx, auth)
         self.contexts[(namespace, sid)] = ctx
         if ctx.principal is None:
             loop = asyncio.get_running_loop()
@@ -241,7 +242,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 s.settings.auth_grace_seconds, lambda: asyncio.ensure_future(self._auth_timeout(ctx))
             )
         else:
-            await self._after_admit(ctx)
+            await self._after_admit(ctx, new_session=not resumed)
         return True
 
     async def _admit(self, ctx: SocketContext, principal: Principal) -> None:
@@ -264,14 +265,18 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         await s.anonymous_connections.remove(ctx.ip, ctx.eio_sid, ctx.namespace)
         ctx.principal = principal
 
-    async def _after_admit(self, ctx: SocketContext) -> None:
+    async def _after_admit(self, ctx: SocketContext, *, new_session: bool = False) -> None:
         if ctx.auth_timer is not None:
             ctx.auth_timer.cancel()
             ctx.auth_timer = None
         await self.join(ctx, ALL)
         await self.join(ctx, user_room(ctx.user_id))
         await self.modules[ctx.kind].on_connect(ctx)
-        await self.services.recovery.save(ctx)
+        if new_session:
+            # nothing to lose yet: the client's subscribe or join, saved in full, usually comes first
+            self.services.recovery.save_first(ctx)
+        else:
+            await self.services.recovery.save(ctx)
 
     async def join(self, ctx: SocketContext, room: str) -> None:
         # Interned: every socket in a room then holds the one copy of its name, not its own.
@@ -284,8 +289,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.leave_room(ctx.sid, room_for(ctx, room), namespace=ctx.namespace)
         ctx.logical_rooms = tuple(r for r in ctx.logical_rooms if r != room)
 
-    async def _offer_recovery(self, ctx: SocketContext, auth: Any) -> None:
-        """Resumes the session named by auth.pid/auth.offset, or starts a new one (decisions §7)."""
+    async def _offer_recovery(self, ctx: SocketContext, auth: Any) -> bool:
+        """Resumes the session named by auth.pid/auth.offset, or starts a new one (decisions §7);
+        True if it resumed one."""
         s = self.services
         pid, offset = auth.get("pid"), auth.get("offset")
         resumed = None
@@ -314,6 +320,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
             self.server.after_connect_sent[(ctx.namespace, ctx.sid)] = replay
         self.server.connect_extras[(ctx.namespace, ctx.sid)] = {"pid": ctx.pid}
+        return resumed is not None
 
     async def _auth_timeout(self, ctx: SocketContext) -> None:
         if self.contexts.get((ctx.namespace, ctx.sid)) is ctx and ctx.principal is None:

@@ -12,7 +12,8 @@ delivered once its batch is durable, in offset order (one store round trip per b
 per broadcast under a lock: the product-path bench, docs/performance.md). A batch is delivered as
 one (`Deliver` takes the list), so each socket gets a run of its broadcasts in one write (fanout.py,
 `FanoutBatch`). Session saves (every connect and subscribe makes one) are group-committed the same
-way, the newest save per pid.
+way, the newest save per pid; a new session's first save waits up to FIRST_SAVE_DELAY, so that the
+client's subscribe usually replaces it.
 
 Where the log lives decides who delivers. On one node it is the database (`Store`), and the log
 delivers each broadcast itself once its batch has committed. In a cluster it is a Redis stream
@@ -58,6 +59,12 @@ CAUGHT_UP_TIMEOUT = 2.0
 # shrunk to what one turn submits. Product N = 100, 3 pairs: 601k / 679k / 635k -> 706k / 706k /
 # 695k deliveries/s, p99 unchanged; a quiet loop's turns take microseconds (docs/performance.md).
 GATHER_TURNS = 3
+# How long a new session's first save (at connect) waits to be written, unless a later save of the
+# same pid (the client's subscribe, a join, its disconnect) replaces it meanwhile: a client that
+# connects and subscribes then costs one write, not two. A crash within this window loses only
+# the chance to resume that session: its client reconnects unrecovered and reloads, as it would
+# after the window (docs/performance.md, session 17).
+FIRST_SAVE_DELAY = 1.0
 
 
 class RecoveryStore(Protocol):
@@ -90,6 +97,7 @@ class RecoveryLog:
         clock: SystemClock,
         window_seconds: float,
         feed: LogFeed | None = None,
+        first_save_delay: float = FIRST_SAVE_DELAY,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -114,6 +122,10 @@ class RecoveryLog:
         self._sessions: dict[str, tuple[RecoverySession, list[asyncio.Future[None]]]] = {}
         self._sessions_writing: dict[str, tuple[RecoverySession, list[asyncio.Future[None]]]] = {}
         self._session_writer: asyncio.Task[None] | None = None
+        # First saves waiting out FIRST_SAVE_DELAY, by pid, and the timer that submits them.
+        self._first_saves: dict[str, RecoverySession] = {}
+        self._first_save_timer: asyncio.TimerHandle | None = None
+        self.first_save_delay = first_save_delay
         self._started = asyncio.Event()
         self._moved = asyncio.Event()
         if feed is not None:
@@ -291,8 +303,33 @@ class RecoveryLog:
         return secrets.token_hex(10)
 
     async def save(self, ctx: SocketContext, *, disconnected: bool = False) -> None:
-        if not ctx.pid or ctx.principal is None or ctx.session_closed:
+        """Saves the socket's session; returns once it is written."""
+        session = self._session_of(ctx, disconnected)
+        if session is not None:
+            self._first_saves.pop(session.pid, None)  # this one holds all of it, and newer
+            await self._submit_session(session)
+
+    def save_first(self, ctx: SocketContext) -> None:
+        """A new session's first save: written within `first_save_delay`, unless a later `save` of
+        the same pid replaces it first. Nobody waits for it: until it is written, resuming the
+        session fails (the client is told it was not recovered)."""
+        session = self._session_of(ctx, False)
+        if session is None:
             return
+        self._first_saves[session.pid] = session
+        if self._first_save_timer is None:
+            loop = asyncio.get_running_loop()
+            self._first_save_timer = loop.call_later(self.first_save_delay, self._submit_first_saves)
+
+    def _submit_first_saves(self) -> None:
+        self._first_save_timer = None
+        sessions, self._first_saves = self._first_saves, {}
+        for session in sessions.values():
+            self._submit_session(session).add_done_callback(_log_failed_save)
+
+    def _session_of(self, ctx: SocketContext, disconnected: bool) -> RecoverySession | None:
+        if not ctx.pid or ctx.principal is None or ctx.session_closed:
+            return None
         # A handler that was still running when the socket dropped (a join that had published
         # user_joined but not yet saved) would otherwise save the state left after the
         # disconnect's clean-up, with no projects joined, over the session its recovery resumes.
@@ -304,10 +341,9 @@ class RecoveryLog:
             "subscriptions": [[project, sorted(events)] for project, events in ctx.subscriptions.items()],
             "rooms": sorted(ctx.logical_rooms),
         }
-        session = RecoverySession(
+        return RecoverySession(
             ctx.pid, ctx.namespace, ctx.sid, ctx.principal.user_id, state, now, now if disconnected else None
         )
-        await self._submit_session(session)
 
     def _submit_session(self, session: RecoverySession) -> asyncio.Future[None]:
         """Saves a session with whatever else is saved meanwhile, in one transaction; resolves once
@@ -372,6 +408,10 @@ class RecoveryLog:
         replay starts where the session began, so a quiet socket is recovered too."""
         if (offset is not None and not offset.isdigit()) or ctx.principal is None:
             return None
+        if (first := self._first_saves.pop(pid, None)) is not None:
+            # its socket is still connected here (a client that saw the connection die first):
+            # resumed as it was before first saves waited
+            self._submit_session(first).add_done_callback(_log_failed_save)
         await self._session_written(pid)
         session = await self._store.take_session(pid)
         if session is None or session.namespace != ctx.namespace or session.user_id != ctx.principal.user_id:
@@ -405,6 +445,11 @@ class RecoveryLog:
         if self.floor is not None:
             return kept
         return now - session.updated_at <= self.window
+
+
+def _log_failed_save(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.warning("saving a recovery session failed: %s", exc)
 
 
 async def _nowhere(entries: list[LogEntry]) -> None:
