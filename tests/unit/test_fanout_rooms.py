@@ -8,11 +8,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import socketio
+from bidict import bidict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio.base_manager import BaseManager
 
-from agent_portal.gateway.fanout import FanoutManager, PendingSids
+from agent_portal.gateway.fanout import FanoutManager, PendingSids, Room
 
 NAMESPACES = ["/", "/chat"]
 ROOMS = ["a", "b", "c"]
@@ -147,3 +148,16 @@ def test_sids_connecting_or_disconnecting_are_looked_up_by_hash() -> None:
     assert list(made.pending_disconnect["/"]) == [sids[0]]
     made.basic_disconnect(sids[0], "/")
     assert made.pending_disconnect == {}
+
+
+def test_only_the_connected_sids_room_is_a_bidict() -> None:
+    made = manager(FanoutManager)
+    sid = now(made.pre_connect("eio0", "/"))
+    BaseManager.connect(made, sid, "/")
+    made.basic_enter_room(sid, "/", "a")
+    rooms = made.rooms["/"]
+    assert isinstance(rooms[None], bidict)
+    assert type(rooms[sid]) is Room and type(rooms["a"]) is Room
+    assert made.sid_from_eio_sid("eio0", "/") == sid  # the backward look-up the bidict is kept for
+    assert made.participants("/", ["a", sid]) == {sid: "eio0"}
+    assert list(made.get_participants("/", "a")) == [(sid, "eio0")]

@@ -38,6 +38,21 @@ def with_last_argument(args: str, value: str) -> str:
     return f"{args[:-1]},{quoted}]"
 
 
+class Room(dict[str, str]):
+    """The members of a room, sid -> Engine.IO sid: a dict where the library keeps a bidict.
+
+    Only the connected-sids room (None) is looked up backwards (`sid_from_eio_sid`), so only it
+    stays a bidict; the others paid for a second dict and bidict's checks on every enter and leave,
+    and each socket's room of its own was a bidict of two one-entry dicts."""
+
+    __slots__ = ()
+
+    @property
+    def _fwdm(self) -> dict[str, str]:
+        # the bidict's forward dict, which the library's get_participants (and `participants`) read
+        return self
+
+
 class PendingSids(dict[str, None]):
     """The sids of a namespace that are connecting or disconnecting, with the list methods the
     library calls on them, in O(1).
@@ -82,7 +97,19 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
     def basic_enter_room(
         self, sid: str, namespace: str, room: str | None, eio_sid: str | None = None
     ) -> None:
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if room is None:
+            super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        else:
+            # the library's checks and steps, with a Room for the bidict
+            if eio_sid is None and namespace not in self.rooms:
+                raise ValueError("sid is not connected to requested namespace")
+            if sid != room and self.is_sid_room(namespace, room):
+                raise ValueError("cannot enter a sid room")
+            by_name = self.rooms.setdefault(namespace, {})
+            members = by_name.get(room)
+            if members is None:
+                members = by_name[room] = Room()
+            members[sid] = by_name[None][sid] if eio_sid is None else eio_sid
         rooms = self._rooms_of.setdefault((namespace, sid), [])
         if room not in rooms:
             rooms.append(room)
