@@ -16,6 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from client_states import States
+
+from agent_portal.client import Backoff, ConnectionState, PortalClient
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "tests" / "js"
@@ -172,3 +175,30 @@ def cli_sql(data_dir: Path, sql: str) -> list[str]:
 
     with sqlite3.connect(data_dir / "agent-portal.db") as db:
         return [str(row[0]) for row in db.execute(sql)]
+
+
+async def test_a_subscription_acked_just_before_a_sigkill_is_recovered(tmp_path: Path) -> None:
+    """A connect's own session save may wait (gateway/recovery.py, FIRST_SAVE_DELAY); the subscribe's
+    is written before its ack. So a server killed right after the ack still has the session."""
+    data = tmp_path / "data"
+    cli(data, "project", "add", "ext", "--external")
+    token = cli(data, "token", "--user", "alice", "--role", "member", "--project", "ext")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    backoff = Backoff(base_delay=0.05, max_delay=0.2, max_attempts=200)
+    client = PortalClient(url, token=token, transports=["websocket"], backoff=backoff)
+    states = States(client)
+    try:
+        async with server_process(data, port, 120.0) as first:
+            await client.connect("/project/ext")
+            await client.subscribe("/project/ext", ["state_change"])
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        await states.wait(ConnectionState.DISCONNECTED)
+        async with server_process(data, port, 120.0):
+            back = await states.wait(ConnectionState.CONNECTED, count=2)
+            assert back.recovered is True and client.recovered("/project/ext")
+        sessions = cli_sql(data, "SELECT state FROM recovery_sessions")
+        assert any('"subscriptions":[[null,["state_change"]]]' in s for s in sessions), sessions
+    finally:
+        await client.close()
