@@ -220,6 +220,30 @@ async def test_events_split_at_any_byte_arrive_whole_and_in_order(chunk: int) ->
             client.close()
 
 
+async def test_an_open_connection_lets_go_of_websockets_protocol_and_rebuilds_it_when_needed() -> None:
+    # ~1.2 KB per idle connection: held only while a frame needs websockets (a ping, fragments, a
+    # close), and built again in the state the connection is in.
+    async with running() as live:
+        client = await RawClient.open(live.port)
+        try:
+            (protocol,) = live.protocols()
+            assert protocol._conn is None, "an idle connection holds no websockets protocol"
+            client.send(event(1, "direct"))
+            assert await client.next_text() == ack_of(1, "direct")
+            assert protocol._conn is None, "text frames are parsed without it"
+            client.send(frame(PING, b"still there?"))
+            assert await client.next_frame() == (PONG, b"still there?")
+            assert protocol._conn is not None
+            # websockets, rebuilt, is in the connection's state: it joins fragments, then hands back
+            client.send(frame(TEXT, b'423["echo"', fin=False) + frame(CONT, b',"split"]') + event(4, "next"))
+            assert await client.next_text() == ack_of(3, "split")
+            assert await client.next_text() == ack_of(4, "next")
+            client.send(frame(CLOSE, struct.pack("!H", 1000)))
+            assert await client.close_code() == 1000
+        finally:
+            client.close()
+
+
 async def test_a_fragmented_message_with_a_ping_between_its_fragments_keeps_its_place() -> None:
     async with running() as live:
         client = await RawClient.open(live.port)

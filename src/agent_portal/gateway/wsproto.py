@@ -60,6 +60,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
 from websockets.utils import accept_key
 
@@ -190,6 +191,8 @@ def _cork_of(loop: asyncio.AbstractEventLoop) -> _Cork:
 class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
     """`WebSocketsSansIOProtocol` plus `write_frame` / `close_now` for the Engine.IO transport."""
 
+    _conn: ServerProtocol | None
+
     def __init__(
         self,
         config: Config,
@@ -219,6 +222,19 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         # Sec-WebSocket-Accept of a request taken over from the HTTP protocol (`take_over`).
         self._accept_key: str | None = None
         self._frames_parser: Any = None  # the frames' parser `take_over` put in place
+        self._max_size: int | None = config.ws_max_size
+
+    @property
+    def conn(self) -> ServerProtocol:
+        """websockets' protocol object, rebuilt when it was let go (see `_parse_frames_ourselves`)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = _frames_only_protocol(self._max_size)
+        return conn
+
+    @conn.setter
+    def conn(self, value: ServerProtocol) -> None:  # uvicorn's __init__ sets it
+        self._conn = value
 
     async def run_asgi(self) -> None:
         # uvicorn's, except at the end: a parked session's app returns with the connection open.
@@ -373,9 +389,18 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
         if generator.gi_code.co_name != "at_eof":
             return
         self._rx = bytearray()
-        if conn.parser is self._frames_parser:
-            self._frames_parser = None
-            return  # a request taken over (`take_over`): already the frames' parser alone
+        taken_over = conn.parser is self._frames_parser  # `take_over`: the frames' parser already
+        self._frames_parser = None
+        if not conn.events and not conn.writes:
+            # websockets' object holds nothing but its OPEN state here: let go of it, and `conn`
+            # builds the same one (`_frames_only_protocol`) if a frame we do not parse ourselves,
+            # or a close, ever needs it. It was ~1.2 KB and nine objects for the collector per
+            # idle connection (docs/performance.md, session 17).
+            conn.parser.close()
+            self._conn = None
+            return
+        if taken_over:
+            return
         # websockets' server parser is the handshake's then the frames' (`Protocol.parse`), and
         # keeps the parsed handshake request in its frame for the connection's life: 2.2 KB per
         # connection (docs/performance.md, memory). At this boundary the frames' parser alone
@@ -423,7 +448,7 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
             buf = data
         end = len(buf)
         pos = 0
-        limit = self.conn.max_message_size
+        limit = self._max_size
         # RFC 6455 §5.2; a client's frame is masked, so its header is at least 6 bytes.
         while end - pos >= 6:
             first = buf[pos]
@@ -447,7 +472,11 @@ class PortalWebSocketProtocol(WebSocketsSansIOProtocol):
             if stop > end:
                 break
             opcode = first & 0x0F
-            if first & 0xF0 == 0x80 and opcode in (_OP_TEXT, _OP_BINARY) and self.conn.current_size is None:
+            if (
+                first & 0xF0 == 0x80
+                and opcode in (_OP_TEXT, _OP_BINARY)
+                and (self._conn is None or self._conn.current_size is None)
+            ):
                 self._deliver(opcode == _OP_TEXT, apply_mask(buf[start:stop], buf[start - 4 : start]))
                 if self._rx is None or self.transport.is_closing():
                     return  # refused (invalid UTF-8) or closed by what the message did
@@ -677,6 +706,18 @@ def plain_upgrade(scope: Any, target: bytes, headers: list[tuple[bytes, bytes]])
     except binascii.Error:
         return None
     return accept_key(key.decode("ascii"))
+
+
+def _frames_only_protocol(max_size: int | None) -> ServerProtocol:
+    """websockets' server protocol of an open connection, at a frame boundary, as uvicorn builds it
+    (no extensions: see `PortalWebSocketProtocol.__init__`) once its handshake is done; its parser
+    reads frames only (`Protocol.parse`; the server's own parses the handshake first)."""
+    conn = ServerProtocol(max_size=max_size, logger=logging.getLogger("uvicorn.error"))
+    conn.state = State.OPEN
+    handshake_parser, conn.parser = conn.parser, Protocol.parse(conn)
+    next(conn.parser)
+    handshake_parser.close()
+    return conn
 
 
 def _no_delay(transport: BaseTransport) -> None:
